@@ -1,0 +1,131 @@
+# nupoint.gworkspace — developer and CI entry points.
+#
+#   make test        everything CI runs: lint, sanity, ansible-lint, unit, lab, integration, molecule
+#   make test-fast   lint + unit tests only (no lab, no sanity)
+#   make lab-up      start the local lab (emulated Google, Dovecot, chrony, MSL hosts over SSH)
+#   make lab-down    stop every lab process
+#
+# Works on a fresh Debian 12 machine as root with only python3: it creates .venv, installs the
+# pinned tool chain and the Debian packages the lab needs, and makes the collection importable
+# as ansible_collections.nupoint.gworkspace.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+BUILD := $(CURDIR)/.build
+# Runtime view: a symlink, so edits are live for ansible-playbook and pytest.
+COLLECTIONS_ROOT := $(BUILD)/collections
+COLLECTION_LINK := $(COLLECTIONS_ROOT)/ansible_collections/nupoint/gworkspace
+# ansible-test needs a real tree at .../ansible_collections/<ns>/<name>; it gets a copy of the tracked files.
+SANITY_TREE := $(BUILD)/sanity/ansible_collections/nupoint/gworkspace
+APT_PACKAGES := dovecot-imapd chrony openssh-server openssh-client rsync curl git
+PYTEST_ARGS ?=
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+export PYTHONPATH := $(COLLECTIONS_ROOT):$(CURDIR)
+export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
+export ANSIBLE_NOCOLOR := 1
+
+.PHONY: help deps venv apt collection test test-fast lint ruff mypy sanity ansible-lint unit \
+	integration molecule lab-up lab-down lab-status build clean
+
+help:
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+
+deps: apt venv collection
+
+# --- installation -----------------------------------------------------------------------------
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Debian packages the lab runs (real Dovecot, chrony, sshd). policy-rc.d keeps the packages'
+# own services from starting: the lab runs private instances on loopback ports.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  restore_policy=0; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; restore_policy=1; fi; \
+	  apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  if [ $$restore_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	fi
+
+collection:
+	mkdir -p $(dir $(COLLECTION_LINK))
+	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+# --- quality gates ----------------------------------------------------------------------------
+
+lint: ruff mypy
+
+ruff: venv
+	ruff check .
+	ruff format --check .
+
+mypy: venv collection
+	mypy
+
+# ansible-test downloads a get-pip script we cannot reach offline; give it a stand-in that
+# bootstraps pip with ensurepip instead (see hacking/get_pip_offline.py).
+sanity: venv
+	pip_version=$$($(BIN)/python -c "import re, ansible_test._internal.python_requirements as m, inspect; print(re.search(r\"pip='([^']+)'\", inspect.getsource(m.get_venv_packages)).group(1))"); \
+	  mkdir -p $$HOME/.ansible/test/cache; \
+	  cp hacking/get_pip_offline.py $$HOME/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
+	git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_TREE)/
+	cd $(SANITY_TREE) && ansible-test sanity --python 3.11 --color no
+
+ansible-lint: venv collection
+	ansible-lint --profile production
+
+# --- tests ------------------------------------------------------------------------------------
+
+unit: venv collection
+	pytest tests/unit $(PYTEST_ARGS)
+
+# Lab self-tests and integration tests share one lab, started and stopped by the test session.
+integration: deps
+	ulimit -n 20000; pytest tests/lab tests/integration $(PYTEST_ARGS)
+
+molecule: deps
+	ulimit -n 20000; cd extensions && molecule test --all
+
+test-fast: lint unit
+
+test: deps lint sanity ansible-lint unit integration molecule
+
+# --- lab --------------------------------------------------------------------------------------
+
+lab-up: deps
+	ulimit -n 20000; python -m tests.lab up
+
+lab-down: venv
+	python -m tests.lab down
+
+lab-status: venv
+	python -m tests.lab status
+
+# --- packaging --------------------------------------------------------------------------------
+
+build: venv
+	mkdir -p $(BUILD)/dist
+	ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+
+clean:
+	-python -m tests.lab down 2>/dev/null
+	rm -rf $(BUILD) .lab .mypy_cache .ruff_cache .pytest_cache
