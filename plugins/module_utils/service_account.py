@@ -1,0 +1,412 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parse and validate Google service-account keys (JSON, optional P12) without ever exposing them.
+
+Pure logic, no AnsibleModule: the info module, the action plugins (which validate on the
+controller before anything reaches MSL) and the unit tests all call :func:`inspect_key`.
+
+Every problem is raised as :class:`KeyValidationError` with a machine-readable ``reason``, the
+offending ``field`` and a message that says what is wrong and how to fix it. Messages name fields
+and identities (client ID, e-mail, fingerprints), never key material.
+"""
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import re
+import traceback
+from typing import Any, Dict, Optional, Union
+from urllib.parse import urlparse
+
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR: Optional[str] = traceback.format_exc()
+else:
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+
+DEFAULT_P12_PASSWORD = "notasecret"  # noqa: S105 - Google's documented, fixed P12 password
+DEFAULT_UNIVERSE_DOMAIN = "googleapis.com"
+MIN_KEY_SIZE = 2048
+REQUIRED_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email", "client_id", "token_uri")
+CREATE_KEY_HINT = (
+    "Create a new JSON key in the Google Cloud console (IAM & Admin > Service Accounts > the account > "
+    "Keys > Add key > Create new key > JSON) and use the downloaded file unchanged."
+)
+
+# Machine-readable reasons, one vocabulary for the info module, the action plugins and the docs.
+REASONS = (
+    "read_error",
+    "not_json",
+    "wrong_type",
+    "missing_field",
+    "bad_field",
+    "bad_private_key",
+    "unsupported_key_type",
+    "weak_private_key",
+    "p12_invalid",
+    "p12_password",
+    "p12_mismatch",
+    "missing_library",
+)
+
+_PRIVATE_KEY_ID_RE = re.compile(r"^[0-9a-f]{40}$")
+_CLIENT_ID_RE = re.compile(r"^[0-9]{6,32}$")
+_EMAIL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+
+
+class KeyValidationError(Exception):
+    """A key file is unusable; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, msg: str, field: Optional[str] = None) -> None:
+        super().__init__(msg)
+        self.reason = reason
+        self.msg = msg
+        self.field = field
+
+    def as_result(self) -> Dict[str, Any]:
+        """Fields for ``fail_json`` besides ``msg``."""
+        return {"reason": self.reason, "field": self.field}
+
+
+class ServiceAccountKey:
+    """A validated key. Holds the loaded private key object but never renders it."""
+
+    def __init__(self, info: Dict[str, Any], private_key: Any) -> None:
+        self._info = info
+        self.private_key = private_key
+        self.client_id: str = info["client_id"]
+        self.client_email: str = info["client_email"]
+        self.project_id: str = info["project_id"]
+        self.private_key_id: str = info["private_key_id"]
+        self.token_uri: str = info["token_uri"]
+        self.universe_domain: str = info["universe_domain"]
+        self.key_size: int = private_key.key_size
+        self.fingerprint_sha256 = public_key_fingerprint_sha256(private_key.public_key())
+        self.p12_matches: Optional[bool] = None
+
+    def as_info(self) -> Dict[str, Any]:
+        """The public facts about the key, safe to return from a module."""
+        return {
+            "client_id": self.client_id,
+            "client_email": self.client_email,
+            "project_id": self.project_id,
+            "private_key_id": self.private_key_id,
+            "token_uri": self.token_uri,
+            "universe_domain": self.universe_domain,
+            "public_key_fingerprint_sha256": self.fingerprint_sha256,
+            "key_size": self.key_size,
+            "p12_matches": self.p12_matches,
+        }
+
+    def __repr__(self) -> str:
+        # Deliberately no key material, even in tracebacks and debug output.
+        return "ServiceAccountKey(client_email=%r, private_key_id=%r)" % (self.client_email, self.private_key_id)
+
+
+def require_cryptography() -> None:
+    if not HAS_CRYPTOGRAPHY:
+        raise KeyValidationError(
+            "missing_library",
+            "The Python library 'cryptography' is required to validate service-account keys on this node. "
+            "Install it (pip install cryptography) for the interpreter Ansible uses here.",
+        )
+
+
+def normalize_fingerprint(value: str) -> str:
+    """Fingerprints compare case- and separator-insensitively: 'AB:CD' == 'abcd'."""
+    return re.sub(r"[^0-9a-f]", "", value.lower())
+
+
+def format_fingerprint(digest: bytes) -> str:
+    return ":".join("%02x" % byte for byte in bytearray(digest))
+
+
+def public_key_fingerprint_sha256(public_key: Any) -> str:
+    """SHA-256 over the DER SubjectPublicKeyInfo, hex pairs joined by colons."""
+    der = public_key.public_bytes(
+        encoding=serialization.Encoding.DER,
+        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    return format_fingerprint(hashlib.sha256(der).digest())
+
+
+def _to_text(content: Union[str, bytes], what: str) -> str:
+    if isinstance(content, bytes):
+        try:
+            return content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise KeyValidationError(
+                "not_json",
+                "The %s is not UTF-8 text, so it is not a JSON key file (a P12 file given as the JSON key?). %s"
+                % (what, CREATE_KEY_HINT),
+            ) from None
+    if content.startswith("\ufeff"):
+        return content[1:]
+    return content
+
+
+def parse_json_key(content: Union[str, bytes]) -> Dict[str, Any]:
+    """Decode the key file and check its structure (not yet the private key)."""
+    text = _to_text(content, "service-account key")
+    if not text.strip():
+        raise KeyValidationError("not_json", "The service-account key is empty. " + CREATE_KEY_HINT)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        # A key file is one JSON object: if it opens but never closes, it was cut short.
+        stripped = text.strip()
+        truncated = stripped.startswith("{") and not stripped.endswith("}")
+        detail = "line %s column %s" % (getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"))
+        if truncated:
+            msg = (
+                "The service-account key is not complete JSON: it ends early (at %s), so the file was "
+                "truncated while copying or downloading. Copy the original file again. " % detail
+            )
+        else:
+            msg = "The service-account key is not valid JSON (error at %s). " % detail
+        raise KeyValidationError("not_json", msg + CREATE_KEY_HINT) from None
+    return _validate_structure(data)
+
+
+def _validate_structure(data: Any) -> Dict[str, Any]:
+    if not isinstance(data, dict):
+        raise KeyValidationError(
+            "not_json",
+            "The service-account key must be a JSON object, got a JSON %s. %s" % (_json_kind(data), CREATE_KEY_HINT),
+        )
+    _check_type(data)
+    for field in REQUIRED_FIELDS:
+        value = data.get(field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise KeyValidationError(
+                "missing_field",
+                "The service-account key has no '%s' field. The file is incomplete or was edited. %s"
+                % (field, CREATE_KEY_HINT),
+                field,
+            )
+    return _check_fields(data)
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
+def _check_type(data: Dict[str, Any]) -> None:
+    key_type = data.get("type")
+    if key_type == "service_account":
+        return
+    if key_type is None:
+        if "installed" in data or "web" in data:
+            raise KeyValidationError(
+                "wrong_type",
+                "This is an OAuth client secret file (it has an '%s' section), not a service-account key. "
+                "NuPoint needs a service account with domain-wide delegation. %s"
+                % ("installed" if "installed" in data else "web", CREATE_KEY_HINT),
+                "type",
+            )
+        raise KeyValidationError(
+            "missing_field", "The key has no 'type' field; expected \"service_account\". " + CREATE_KEY_HINT, "type"
+        )
+    hints = {
+        "authorized_user": "It holds a user's credentials (from 'gcloud auth application-default login').",
+        "external_account": "It is a workload identity federation configuration, which has no private key.",
+        "impersonated_service_account": "It is an impersonation configuration, which has no private key.",
+    }
+    raise KeyValidationError(
+        "wrong_type",
+        "The key's 'type' is %r, expected \"service_account\". %s %s"
+        % (key_type, hints.get(str(key_type), "It is not a service-account key."), CREATE_KEY_HINT),
+        "type",
+    )
+
+
+def _check_fields(data: Dict[str, Any]) -> Dict[str, Any]:
+    info: Dict[str, Any] = {}
+    for field in REQUIRED_FIELDS:
+        value = data[field]
+        if field == "client_id" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise KeyValidationError(
+                "bad_field", "The key's '%s' must be a string, got a JSON %s." % (field, _json_kind(value)), field
+            )
+        info[field] = value.strip() if field != "private_key" else value
+    universe_domain = data.get("universe_domain") or DEFAULT_UNIVERSE_DOMAIN
+    if not isinstance(universe_domain, str):
+        raise KeyValidationError("bad_field", "The key's 'universe_domain' must be a string.", "universe_domain")
+    info["universe_domain"] = universe_domain.strip().lower()
+
+    if not _CLIENT_ID_RE.match(info["client_id"]):
+        raise KeyValidationError(
+            "bad_field",
+            "The key's 'client_id' %r is not a numeric Google client ID (the service account's "
+            "'Unique ID', 21 digits). Check that the file was not edited." % info["client_id"],
+            "client_id",
+        )
+    if not _PRIVATE_KEY_ID_RE.match(info["private_key_id"]):
+        raise KeyValidationError(
+            "bad_field",
+            "The key's 'private_key_id' is not 40 lowercase hexadecimal characters as Google issues it. "
+            "Check that the file was not edited. " + CREATE_KEY_HINT,
+            "private_key_id",
+        )
+    email = info["client_email"].lower()
+    allowed_suffixes = (".iam.gserviceaccount.com", "." + info["universe_domain"])
+    if not _EMAIL_RE.match(email) or not email.endswith(allowed_suffixes):
+        raise KeyValidationError(
+            "bad_field",
+            "The key's 'client_email' %r is not a service-account address (NAME@PROJECT.iam.gserviceaccount.com). "
+            "A user's or group's address cannot be used here." % info["client_email"],
+            "client_email",
+        )
+    info["client_email"] = email
+    _check_token_uri(info["token_uri"])
+    return info
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_token_uri(token_uri: str) -> None:
+    parsed = urlparse(token_uri)
+    if parsed.scheme == "https" and parsed.hostname:
+        return
+    if parsed.scheme == "http" and parsed.hostname and _is_loopback(parsed.hostname):
+        return
+    raise KeyValidationError(
+        "bad_field",
+        "The key's 'token_uri' %r must be an https:// URL (Google's is https://oauth2.googleapis.com/token); "
+        "plain http is accepted only for a loopback test server." % token_uri,
+        "token_uri",
+    )
+
+
+def load_private_key(pem: str) -> Any:
+    """Load the JSON key's PEM private key; must be RSA of at least 2048 bits."""
+    require_cryptography()
+    if "-----BEGIN" not in pem:
+        raise KeyValidationError(
+            "bad_private_key",
+            "The key's 'private_key' is not a PEM private key (no '-----BEGIN' line). " + CREATE_KEY_HINT,
+            "private_key",
+        )
+    try:
+        key = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+    except TypeError:
+        raise KeyValidationError(
+            "bad_private_key",
+            "The key's 'private_key' is encrypted; Google's JSON keys hold an unencrypted PKCS#8 key. "
+            + CREATE_KEY_HINT,
+            "private_key",
+        ) from None
+    except (ValueError, binascii.Error):
+        raise KeyValidationError(
+            "bad_private_key",
+            "The key's 'private_key' cannot be loaded: the PEM block is damaged or incomplete "
+            "(lost line breaks or characters while copying?). " + CREATE_KEY_HINT,
+            "private_key",
+        ) from None
+    except Exception:  # noqa: BLE001 - cryptography raises backend-specific errors for odd keys
+        raise KeyValidationError(
+            "bad_private_key",
+            "The key's 'private_key' cannot be loaded as a private key. " + CREATE_KEY_HINT,
+            "private_key",
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyValidationError(
+            "unsupported_key_type",
+            "The key's 'private_key' is a %s key; Google service accounts sign RS256 JWTs with RSA keys. %s"
+            % (_key_kind(key), CREATE_KEY_HINT),
+            "private_key",
+        )
+    if key.key_size < MIN_KEY_SIZE:
+        raise KeyValidationError(
+            "weak_private_key",
+            "The key's 'private_key' is a %d-bit RSA key; at least %d bits are required (Google issues 2048-bit "
+            "keys). %s" % (key.key_size, MIN_KEY_SIZE, CREATE_KEY_HINT),
+            "private_key",
+        )
+    return key
+
+
+def _key_kind(key: Any) -> str:
+    name = type(key).__name__.lower()
+    for marker, label in (("ec", "elliptic-curve (EC)"), ("ed25519", "Ed25519"), ("ed448", "Ed448"), ("dsa", "DSA")):
+        if marker in name:
+            return label
+    return "non-RSA"
+
+
+def decode_p12_content(value: Union[str, bytes]) -> bytes:
+    """P12 files are binary: module options carry them base64-encoded."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyValidationError(
+            "p12_invalid", "The P12 content is not base64; pass the file with p12_path or b64encode it.", "p12_content"
+        ) from None
+
+
+def load_p12_private_key(p12_bytes: bytes, password: Optional[str]) -> Any:
+    require_cryptography()
+    # A PKCS#12 file is a DER SEQUENCE; anything else cannot be one, whatever the password.
+    if not p12_bytes or p12_bytes[:1] != b"\x30":
+        raise KeyValidationError(
+            "p12_invalid",
+            "The P12 file is not a PKCS#12 key file. Download the P12 key of the same service-account key "
+            "(Keys > Add key > Create new key > P12), or leave the P12 option out.",
+            "p12",
+        )
+    try:
+        key, _cert, _extra = pkcs12.load_key_and_certificates(
+            p12_bytes, password.encode("utf-8") if password is not None else None
+        )
+    except ValueError:
+        raise KeyValidationError(
+            "p12_password",
+            "The P12 file cannot be opened with the given password. Google issues every P12 key with the same "
+            "fixed password (the module's default); leave p12_password unset unless the file was re-exported. "
+            "If the password is right, the file is damaged: download it again.",
+            "p12_password",
+        ) from None
+    if key is None:
+        raise KeyValidationError("p12_invalid", "The P12 file holds no private key.", "p12")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyValidationError("p12_invalid", "The P12 file holds a %s key, not RSA." % _key_kind(key), "p12")
+    return key
+
+
+def inspect_key(
+    content: Union[str, bytes], p12_content: Optional[bytes] = None, p12_password: Optional[str] = DEFAULT_P12_PASSWORD
+) -> ServiceAccountKey:
+    """Validate a JSON key (and optionally its P12 twin); return the validated key."""
+    info = parse_json_key(content)
+    key = ServiceAccountKey(info, load_private_key(info["private_key"]))
+    if p12_content is not None:
+        p12_key = load_p12_private_key(p12_content, p12_password)
+        p12_fingerprint = public_key_fingerprint_sha256(p12_key.public_key())
+        if p12_fingerprint != key.fingerprint_sha256:
+            raise KeyValidationError(
+                "p12_mismatch",
+                "The P12 file holds a different key than the JSON key (JSON key %s, fingerprint %s; P12 fingerprint %s). "
+                "Both files must come from the same service-account key: download the P12 of key %s, or create a new "
+                "key pair." % (key.private_key_id, key.fingerprint_sha256, p12_fingerprint, key.private_key_id),
+                "p12",
+            )
+        key.p12_matches = True
+    return key

@@ -1,0 +1,215 @@
+#!/usr/bin/python
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: service_account_key_info
+short_description: Validate a Google service-account key and return its public facts
+version_added: 0.1.0
+description:
+  - Reads a Google Cloud service-account key file (JSON, and optionally the P12 file of the same key) and
+    checks everything NuPoint Unified Messaging relies on before the key is uploaded to MSL.
+  - Checks that the file is well-formed JSON of C(type) V(service_account); that C(client_email), C(client_id),
+    C(private_key_id), C(project_id) and C(token_uri) are present and of Google's form; that C(private_key) is an
+    RSA key of at least 2048 bits; and, when a P12 file is given, that it opens with the password and holds the
+    B(same) key pair as the JSON file.
+  - Returns the identities to compare with the Google Cloud console and the Admin console (client ID, e-mail,
+    key ID, public-key fingerprint). It never returns, logs or prints the private key.
+  - On failure the result has a machine-readable RV(reason) and a message naming the field and the fix.
+  - "Runs where the task runs; use C(delegate_to: localhost) to validate a file on the controller."
+author:
+  - nupoint.gworkspace contributors
+requirements:
+  - cryptography >= 3.4 on the node that runs the module
+extends_documentation_fragment:
+  - nupoint.gworkspace.attributes
+  - nupoint.gworkspace.attributes.INFO_MODULE
+options:
+  path:
+    description:
+      - Path of the JSON key file on the node that runs the module.
+      - Exactly one of O(path) and O(content) is required.
+    type: path
+  content:
+    description:
+      - The JSON key itself, for example from a vault-encrypted variable or C(lookup('file', ...)).
+      - Exactly one of O(path) and O(content) is required.
+    type: str
+  p12_path:
+    description:
+      - Path of the P12 (PKCS#12) file of the same key, for MSL releases that still ask for it.
+      - Mutually exclusive with O(p12_content).
+    type: path
+  p12_content:
+    description:
+      - The P12 file, base64-encoded, for example the RV(ansible.builtin.slurp#module:content) of
+        M(ansible.builtin.slurp) or a vault variable holding the base64 text.
+      - Mutually exclusive with O(p12_path).
+    type: str
+  p12_password:
+    description:
+      - Password of the P12 file. Google issues every P12 key with the same fixed password, which is the default.
+    type: str
+    default: notasecret
+seealso:
+  - name: Create and delete service account keys
+    description: Google Cloud documentation on creating service-account keys.
+    link: https://cloud.google.com/iam/docs/keys-create-delete
+  - module: nupoint.gworkspace.msl_oauth_credentials
+notes:
+  - The fingerprint is SHA-256 over the DER-encoded SubjectPublicKeyInfo of the public key; the same value is
+    recorded on MSL by M(nupoint.gworkspace.msl_oauth_credentials), so the two can be compared.
+"""
+
+EXAMPLES = r"""
+- name: Validate the key before anything else
+  nupoint.gworkspace.service_account_key_info:
+    path: files/nupoint-um-sa.json
+  delegate_to: localhost
+  register: sa_key
+
+- name: Show what to compare with the Google Cloud console
+  ansible.builtin.debug:
+    msg: >-
+      Client ID {{ sa_key.client_id }} ({{ sa_key.client_email }}),
+      key {{ sa_key.private_key_id }}, fingerprint {{ sa_key.public_key_fingerprint_sha256 }}
+
+- name: Validate a vault-encrypted key together with its P12 twin
+  nupoint.gworkspace.service_account_key_info:
+    content: "{{ lookup('ansible.builtin.file', 'files/nupoint-um-sa.json.vault') }}"
+    p12_path: files/nupoint-um-sa.p12
+  delegate_to: localhost
+
+- name: Fail early when the key is not the one the Admin console authorises
+  nupoint.gworkspace.service_account_key_info:
+    path: files/nupoint-um-sa.json
+  delegate_to: localhost
+  register: sa_key
+  failed_when: sa_key.client_id != expected_client_id
+"""
+
+RETURN = r"""
+client_id:
+  description: Numeric OAuth client ID of the service account (the "Unique ID"); the Admin console authorises scopes for it.
+  returned: success
+  type: str
+  sample: "110123456789012345678"
+client_email:
+  description: E-mail address of the service account, the C(iss) of every JWT it signs.
+  returned: success
+  type: str
+  sample: nupoint-um@example-project.iam.gserviceaccount.com
+project_id:
+  description: Google Cloud project the service account belongs to.
+  returned: success
+  type: str
+  sample: example-project
+private_key_id:
+  description: ID of the key (the JWT C(kid)); listed under the service account's Keys in the Cloud console.
+  returned: success
+  type: str
+  sample: 4f1e8b0c9d2a7e6f5b3c1d0e9f8a7b6c5d4e3f2a
+token_uri:
+  description: OAuth 2.0 token endpoint the key is meant for.
+  returned: success
+  type: str
+  sample: https://oauth2.googleapis.com/token
+universe_domain:
+  description: Google universe the key belongs to.
+  returned: success
+  type: str
+  sample: googleapis.com
+public_key_fingerprint_sha256:
+  description: SHA-256 fingerprint of the public key (DER SubjectPublicKeyInfo), hex pairs separated by colons.
+  returned: success
+  type: str
+  sample: "3b:0e:7f:...:a1"
+key_size:
+  description: RSA key size in bits.
+  returned: success
+  type: int
+  sample: 2048
+p12_matches:
+  description: V(true) when a P12 file was given and holds the same key pair; V(null) when no P12 file was given.
+  returned: success
+  type: bool
+  sample: true
+reason:
+  description:
+    - Machine-readable cause of a failure.
+    - One of V(read_error), V(not_json), V(wrong_type), V(missing_field), V(bad_field), V(bad_private_key),
+      V(unsupported_key_type), V(weak_private_key), V(p12_invalid), V(p12_password), V(p12_mismatch),
+      V(missing_library).
+  returned: failure
+  type: str
+  sample: p12_mismatch
+field:
+  description: The key field or option the failure is about, when there is one.
+  returned: failure
+  type: str
+  sample: client_email
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    DEFAULT_P12_PASSWORD,
+    HAS_CRYPTOGRAPHY,
+    KeyValidationError,
+    decode_p12_content,
+    inspect_key,
+)
+
+
+def read_file(path, what):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise KeyValidationError(
+            "read_error",
+            "Cannot read the %s %s: %s. Check the path and its permissions." % (what, path, exc.strerror),
+            what,
+        ) from None
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path"),
+            content=dict(type="str", no_log=True),
+            p12_path=dict(type="path"),
+            p12_content=dict(type="str", no_log=True),
+            p12_password=dict(type="str", no_log=True, default=DEFAULT_P12_PASSWORD),
+        ),
+        mutually_exclusive=[("path", "content"), ("p12_path", "p12_content")],
+        required_one_of=[("path", "content")],
+        supports_check_mode=True,
+    )
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(
+            msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR, reason="missing_library"
+        )
+
+    params = module.params
+    try:
+        content = params["content"] if params["content"] is not None else read_file(params["path"], "key file")
+        p12 = None
+        if params["p12_path"]:
+            p12 = read_file(params["p12_path"], "P12 file")
+        elif params["p12_content"]:
+            p12 = decode_p12_content(params["p12_content"])
+        key = inspect_key(content, p12, params["p12_password"])
+    except KeyValidationError as exc:
+        module.fail_json(msg=exc.msg, **exc.as_result())
+    module.exit_json(changed=False, **key.as_info())
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
