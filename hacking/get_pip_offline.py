@@ -22,7 +22,7 @@ DROPPED_ARGS = ("--no-setuptools", "--no-wheel")
 def main():
     args = [arg for arg in sys.argv[1:] if arg not in DROPPED_ARGS]
     subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--upgrade"] + args)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--upgrade", *args])
 
 
 if __name__ == "__main__":
