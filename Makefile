@@ -31,6 +31,8 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONPATH := $(COLLECTIONS_ROOT):$(CURDIR)
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export ANSIBLE_NOCOLOR := 1
+export NO_COLOR := 1
+export PY_COLORS := 0
 
 .PHONY: help deps venv apt collection test test-fast lint ruff mypy sanity ansible-lint unit \
 	integration molecule lab-up lab-down lab-status build clean

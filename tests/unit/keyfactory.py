@@ -100,3 +100,22 @@ def secret_markers(key: Any) -> list[str]:
         # JSON-escaped form of the PEM ("\n" as two characters)
         json.dumps(pem)[30:70],
     ]
+
+
+def write_key_files(directory: str) -> None:
+    """Write sa.json, sa.p12 (same key) and other.p12 (another key) for scenario tests."""
+    import os
+
+    key, other = rsa_key(), rsa_key(index=1)
+    os.makedirs(directory, exist_ok=True)
+    files = {"sa.json": key_json(key).encode(), "sa.p12": p12_bytes(key), "other.p12": p12_bytes(other)}
+    for name, data in files.items():
+        path = os.path.join(directory, name)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            handle.write(data)
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_key_files(sys.argv[1])
