@@ -89,7 +89,9 @@ sanity: venv
 	  mkdir -p $$HOME/.ansible/test/cache; \
 	  cp hacking/get_pip_offline.py $$HOME/.ansible/test/cache/get_pip_$${pip_version//./_}.py
 	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
-	git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_TREE)/
+	git ls-files -z --cached --others --exclude-standard 2>/dev/null | rsync -a --from0 --files-from=- ./ $(SANITY_TREE)/
+	# ansible-test lists targets with git; inside this repo the copy would be an ignored path.
+	cd $(SANITY_TREE) && git init -q && git add -A
 	cd $(SANITY_TREE) && ansible-test sanity --python 3.11 --color no
 
 ansible-lint: venv collection
