@@ -19,7 +19,7 @@ description:
   - On failure the result has a machine-readable RV(reason) and a message naming the field and the fix.
   - "Runs where the task runs; use C(delegate_to: localhost) to validate a file on the controller."
 author:
-  - nupoint.gworkspace contributors
+  - nupoint.gworkspace maintainers (@nupoint)
 requirements:
   - cryptography >= 3.4 on the node that runs the module
 extends_documentation_fragment:

@@ -247,4 +247,3 @@ def test_every_reason_is_documented_in_the_module():
 
     for reason in sa.REASONS:
         assert "V(%s)" % reason in module.RETURN
-

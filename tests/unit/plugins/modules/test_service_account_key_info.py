@@ -53,7 +53,7 @@ def test_missing_file_is_a_read_error(run_module, tmp_path):
 
 
 def test_mismatching_p12_fails_with_reason(run_module, key_files, tmp_path):
-    key, json_path, _ = key_files
+    key, json_path = key_files[:2]
     other = tmp_path / "other.p12"
     other.write_bytes(kf.p12_bytes(kf.rsa_key(index=1)))
     result = run_module(module, {"path": str(json_path), "p12_path": str(other)})
@@ -73,7 +73,7 @@ def test_invalid_key_content_does_not_echo_the_content(run_module):
 
 
 def test_path_and_content_are_mutually_exclusive(run_module, key_files):
-    _, json_path, _ = key_files
+    json_path = key_files[1]
     result = run_module(module, {"path": str(json_path), "content": "{}"})
     assert result["failed"] is True
     assert "mutually exclusive" in result["msg"]
