@@ -1,0 +1,46 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Google connection options shared by every module that talks to Google.
+
+Matches ``google_argument_spec()`` in ``plugins/module_utils/google_oauth.py``. Set them once for a
+play with ``module_defaults: {group/nupoint.gworkspace.gworkspace: {...}}``.
+"""
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  token_uri:
+    description:
+      - OAuth 2.0 token endpoint to trade the signed JWT at.
+      - Defaults to the key's C(token_uri) (Google's is V(https://oauth2.googleapis.com/token)). Override it only
+        for a test server such as the collection's lab.
+    type: str
+  ca_path:
+    description:
+      - CA bundle (PEM) to verify Google's (or the test server's) TLS certificate with.
+      - Defaults to the CA store of the Python C(requests) library on the node. Set it when an HTTPS proxy
+        re-signs traffic with its own CA.
+    type: path
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request (connect and read).
+    type: float
+    default: 10
+  retries:
+    description:
+      - How many times to retry a request that may succeed on a second try (HTTP 408, 429 and 5xx answers,
+        Google's C(internal_failure), timeouts, reset connections), with exponential backoff and jitter.
+      - Refusals (wrong scope, unknown user, bad key, wrong clock) are never retried.
+    type: int
+    default: 3
+  api_base_url:
+    description:
+      - Base URL of the Google REST APIs (Gmail, IAM, Directory, Cloud Identity), for a test server that serves
+        them all from one address, such as the collection's lab.
+      - Leave unset for Google, where each API has its own host.
+      - Modules that only mint tokens ignore it.
+    type: str
+requirements:
+  - google-auth >= 2.20 and requests >= 2.25 on the node that runs the module
+"""
