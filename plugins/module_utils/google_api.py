@@ -250,6 +250,9 @@ class GoogleApiClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._token_source = token_source
+        # Identities for messages and Admin console links (DelegatedTokenSource has them).
+        self.client_id: str = str(getattr(token_source, "client_id", "") or "")
+        self.client_email: str = str(getattr(token_source, "client_email", "") or "")
         self._roots = dict(SERVICE_ROOTS)
         self._roots.update(base_urls or {})
         self._api_base_url = api_base_url.rstrip("/") if api_base_url else None
@@ -426,3 +429,73 @@ def _short(exc: BaseException) -> str:
 
 def unique_scopes(scopes: Iterable[str]) -> List[str]:
     return list(dict.fromkeys(scope for scope in scopes if scope))
+
+
+# --------------------------------------------------------------------------- module glue
+
+
+def read_key_text(content: Optional[str], path: Optional[str]) -> str:
+    """The JSON key handed over by the action plugin (``content``) or read from ``path`` on the node.
+
+    Checked for structure (``service_account.parse_json_key``) so a wrong file fails with the same
+    reasons as ``service_account_key_info``. Raises ``KeyValidationError``.
+    """
+    from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
+        KeyValidationError,
+        parse_json_key,
+    )
+
+    if content is None and not path:
+        raise KeyValidationError(
+            "read_error",
+            "No service-account key: set src (a file on the controller, read by the action plugin), content "
+            "(the key itself, e.g. a vault variable) or path (a file on the node that runs the module).",
+            "src",
+        )
+    if content is None:
+        try:
+            with open(str(path), "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise KeyValidationError(
+                "read_error",
+                "Cannot read the key file %s on the node: %s. Check the path and its permissions."
+                % (path, exc.strerror),
+                "path",
+            ) from None
+        text = raw.decode("utf-8-sig", "replace")
+    else:
+        text = content
+    parse_json_key(text)
+    return text
+
+
+def client_from_params(params: Mapping[str, Any], key_text: str, scopes: Sequence[str], max_connections: int) -> Any:
+    """A :class:`GoogleApiClient` over a :class:`DelegatedTokenSource`, both on one pooled session.
+
+    ``params`` holds google_oauth's ``google_argument_spec()`` options. Raises ``TokenError`` when the
+    libraries are missing or the key cannot be loaded.
+    """
+    from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import DelegatedTokenSource
+
+    require_requests()
+    session = new_session(params.get("ca_path"), max_connections)
+    source = DelegatedTokenSource(
+        key_text,
+        scopes,
+        token_uri=params.get("token_uri"),
+        ca_path=params.get("ca_path"),
+        timeout=params.get("timeout", DEFAULT_TIMEOUT),
+        retries=params.get("retries", DEFAULT_RETRIES),
+        max_connections=max_connections,
+        session=session,
+    )
+    client = GoogleApiClient(
+        source,
+        api_base_url=params.get("api_base_url"),
+        ca_path=params.get("ca_path"),
+        timeout=params.get("timeout", DEFAULT_TIMEOUT),
+        retries=params.get("retries", DEFAULT_RETRIES),
+        session=session,
+    )
+    return client

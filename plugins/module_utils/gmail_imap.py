@@ -1,0 +1,366 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-user Gmail IMAP settings (``users.settings.getImap`` / ``updateImap``) for many users at once.
+
+Pure logic for the ``gmail_imap_settings`` module; unit tests drive it with a fake API client.
+
+- :func:`build_targets` turns the task's ``users`` (addresses, or dicts with per-user settings) and the
+  lines of a ``users_file`` into one clean, de-duplicated list of ``(user, wanted settings)``, with
+  warnings for what was dropped.
+- :func:`apply_user` reads one user's ``ImapSettings``, compares only the fields the task sets, and
+  PUTs the *merged* resource (what Gmail has, overlaid with what the task wants) only when something
+  differs, so fields the task does not mention keep their values. In check mode it only reads.
+- :func:`apply_all` runs :func:`apply_user` for every user on a bounded thread pool. When the first user
+  fails for a reason that fails every user the same way (the client is not authorised for the scope,
+  the key is refused, the clock is wrong, Google cannot be reached), the others are not attempted:
+  2,500 identical refusals would only take time.
+
+Results use the collection's failure vocabulary (``ok``, token and network classes from google_oauth,
+``api_error`` from google_api) and never carry a token.
+"""
+
+import csv
+import io
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
+    API_FAILURE_CLASS,
+    SCOPE_GMAIL_SETTINGS_BASIC,
+    GoogleApiError,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import SCOPE_MAIL, TokenError
+
+IMAP_PATH = "/gmail/v1/users/me/settings/imap"
+SCOPES = (SCOPE_GMAIL_SETTINGS_BASIC,)
+# The Admin console link must list every scope the client needs (it replaces the client's list):
+# NuPoint's own IMAP scope plus the one this module needs.
+CONSOLE_SCOPES = (SCOPE_MAIL, SCOPE_GMAIL_SETTINGS_BASIC)
+
+# Module option -> Gmail ImapSettings field.
+FIELDS = (
+    ("enabled", "enabled"),
+    ("auto_expunge", "autoExpunge"),
+    ("expunge_behavior", "expungeBehavior"),
+    ("max_folder_size", "maxFolderSize"),
+)
+OPTION_NAMES = tuple(option for option, _field in FIELDS)
+EXPUNGE_BEHAVIORS = ("archive", "trash", "deleteForever")
+MAX_FOLDER_SIZES = (0, 1000, 2000, 5000, 10000)
+DEFAULT_CONCURRENCY = 16
+
+# Failures that do not depend on the user: the first user's answer holds for all of them.
+CLIENT_WIDE_FAILURES = frozenset(("token_unauthorized_scope", "token_invalid_key", "token_clock_skew", "dns", "tls"))
+
+_ADDRESS_RE = re.compile(r"^[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"'.][^@\s,;<>\"']*$")
+_BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+class SettingsInputError(Exception):
+    """The task's users or settings are unusable (raised before any call to Google)."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+# --------------------------------------------------------------------------- input
+
+
+def is_address(text: str) -> bool:
+    return bool(_ADDRESS_RE.match(text))
+
+
+def parse_users_file(text: str) -> Tuple[List[str], List[str]]:
+    """Addresses from a users file: a CSV with an ``email`` column, or one address per line.
+
+    Blank lines and ``#`` comments are skipped. Returns ``(addresses, warnings)``; addresses are as
+    written (cleaning happens in :func:`build_targets`).
+    """
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return [], []
+    header = [cell.strip().lower() for cell in next(csv.reader([lines[0]]))]
+    if "email" in header:
+        column = header.index("email")
+        addresses = []
+        warnings = []
+        for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines[1:]))), start=2):
+            if column < len(row) and row[column].strip():
+                addresses.append(row[column].strip())
+            elif any(cell.strip() for cell in row):
+                warnings.append("users_file row %d has no email value; skipped." % number)
+        return addresses, warnings
+    if len(header) > 1:
+        raise SettingsInputError(
+            "users_file looks like CSV but has no 'email' column (header: %s); add one, or list one address per line."
+            % ", ".join(header)
+        )
+    return [line.strip() for line in lines], []
+
+
+def _setting(option: str, value: Any, where: str) -> Any:
+    """Validate one setting value; ``where`` names the user or 'task' for the message."""
+    if option in ("enabled", "auto_expunge"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+            return _BOOL_TEXT[value.strip().lower()]
+        raise SettingsInputError("%s: %s must be a boolean, got %r." % (where, option, value))
+    if option == "expunge_behavior":
+        if value in EXPUNGE_BEHAVIORS:
+            return value
+        raise SettingsInputError(
+            "%s: expunge_behavior must be one of %s, got %r." % (where, ", ".join(EXPUNGE_BEHAVIORS), value)
+        )
+    if option == "max_folder_size":
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = -1
+        if isinstance(value, bool) or number not in MAX_FOLDER_SIZES or str(number) != str(value).strip():
+            raise SettingsInputError(
+                "%s: max_folder_size must be one of %s (0 = no limit), got %r."
+                % (where, ", ".join(str(size) for size in MAX_FOLDER_SIZES), value)
+            )
+        return number
+    raise SettingsInputError("%s: unknown setting %r." % (where, option))
+
+
+def task_settings(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """The settings the task sets for every user (options left unset are not managed)."""
+    return {
+        option: _setting(option, params[option], "task") for option in OPTION_NAMES if params.get(option) is not None
+    }
+
+
+def build_targets(
+    users: Optional[Sequence[Any]], file_addresses: Sequence[str], defaults: Mapping[str, Any]
+) -> Tuple[List[Tuple[str, Dict[str, Any]]], List[str]]:
+    """``([(user, wanted), ...], warnings)`` in first-seen order, addresses lower-cased, duplicates merged.
+
+    ``users`` items are addresses or dicts ``{user: ..., enabled: ..., ...}`` whose settings override
+    ``defaults`` for that user. Invalid addresses are dropped with a warning; the same user listed twice
+    with different settings is an error (which one was meant?).
+    """
+    warnings: List[str] = []
+    wanted_by_user: Dict[str, Dict[str, Any]] = {}
+    order: List[str] = []
+    invalid: List[str] = []
+    duplicates = 0
+    entries: List[Tuple[Any, str]] = [(item, "users") for item in users or ()]
+    entries.extend((address, "users_file") for address in file_addresses)
+    for item, source in entries:
+        if isinstance(item, Mapping):
+            extra = sorted(set(item) - set(OPTION_NAMES) - {"user"})
+            address = item.get("user")
+            if extra:
+                raise SettingsInputError(
+                    "users entry %r has unknown keys %s; allowed: user, %s."
+                    % (address, ", ".join(extra), ", ".join(OPTION_NAMES))
+                )
+            if not isinstance(address, str) or not address.strip():
+                raise SettingsInputError("users entry %r has no 'user' address." % (dict(item),))
+            overrides = {
+                option: _setting(option, item[option], address.strip())
+                for option in OPTION_NAMES
+                if item.get(option) is not None
+            }
+        elif isinstance(item, str):
+            address, overrides = item, {}
+        else:
+            raise SettingsInputError(
+                "users entries must be addresses or dicts with a 'user' key, got %s." % type(item).__name__
+            )
+        address = address.strip()
+        if not address:
+            continue
+        if not is_address(address):
+            invalid.append("%s (%s)" % (address, source))
+            continue
+        user = address.lower()
+        wanted = dict(defaults)
+        wanted.update(overrides)
+        if user in wanted_by_user:
+            duplicates += 1
+            if wanted_by_user[user] != wanted:
+                raise SettingsInputError(
+                    "%s is listed more than once with different settings (%s and %s); list it once."
+                    % (user, _describe(wanted_by_user[user]), _describe(wanted))
+                )
+            continue
+        wanted_by_user[user] = wanted
+        order.append(user)
+    if invalid:
+        shown = ", ".join(invalid[:10]) + (" and %d more" % (len(invalid) - 10) if len(invalid) > 10 else "")
+        warnings.append("Skipped %d entries that are not e-mail addresses: %s." % (len(invalid), shown))
+    if duplicates:
+        warnings.append("Skipped %d duplicate entries (addresses compare case-insensitively)." % duplicates)
+    return [(user, wanted_by_user[user]) for user in order], warnings
+
+
+def _describe(settings: Mapping[str, Any]) -> str:
+    return "{%s}" % ", ".join("%s: %s" % (name, settings[name]) for name in OPTION_NAMES if name in settings) or "{}"
+
+
+# --------------------------------------------------------------------------- one user
+
+
+def to_info(resource: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Gmail's ImapSettings as the module's option names (fields Gmail did not send are left out)."""
+    if resource is None:
+        return None
+    return {option: resource[field] for option, field in FIELDS if field in resource}
+
+
+def merge(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """``(resource to PUT, changed option names)``: Gmail's resource with the wanted fields overlaid."""
+    merged = dict(current)
+    differing = []
+    for option, field in FIELDS:
+        if option in wanted and current.get(field) != wanted[option]:
+            merged[field] = wanted[option]
+            differing.append(option)
+    return merged, differing
+
+
+def new_result(user: str) -> Dict[str, Any]:
+    return {
+        "user": user,
+        "changed": False,
+        "failure_class": "ok",
+        "message": "",
+        "changed_settings": [],
+        "before": None,
+        "after": None,
+        "http_status": None,
+    }
+
+
+def apply_user(client: Any, user: str, wanted: Mapping[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Read, compare and (unless ``check_mode``) update one user's IMAP settings; never raises for Google."""
+    result = new_result(user)
+    try:
+        current = client.request("GET", "gmail", IMAP_PATH, user, SCOPES)
+        if not isinstance(current, Mapping):
+            raise GoogleApiError(API_FAILURE_CLASS, "Gmail answered getImap with something that is not an object.")
+        merged, differing = merge(current, wanted)
+        result["before"] = to_info(current)
+        result["changed_settings"] = differing
+        if not differing:
+            result["after"] = result["before"]
+            return result
+        if check_mode:
+            result["changed"] = True
+            result["after"] = to_info(merged)
+            return result
+        answer = client.request("PUT", "gmail", IMAP_PATH, user, SCOPES, body=merged)
+        result["changed"] = True
+        after = answer if isinstance(answer, Mapping) and answer else merged
+        result["after"] = to_info(after)
+        _unused, still_differing = merge(after, wanted)
+        if still_differing:
+            result["failure_class"] = API_FAILURE_CLASS
+            result["message"] = "Gmail accepted the update but still reports %s." % ", ".join(
+                "%s=%s" % (option, result["after"].get(option)) for option in still_differing
+            )
+    except TokenError as exc:
+        result["failure_class"] = exc.failure_class
+        result["message"] = exc.msg
+        result["http_status"] = exc.status
+    except GoogleApiError as exc:
+        result["failure_class"] = exc.failure_class
+        result["message"] = _api_message(exc, user)
+        result["http_status"] = exc.status
+    return result
+
+
+def _api_message(exc: GoogleApiError, user: str) -> str:
+    if exc.insufficient_scope:
+        return (
+            "%s The access token for %s lacks %s: authorise that scope for the client ID in the Admin console "
+            "(domain-wide delegation)." % (exc.msg, user, SCOPE_GMAIL_SETTINGS_BASIC)
+        )
+    if exc.status == 400 and exc.reason == "failedPrecondition":
+        return "%s Gmail may not be enabled for %s (check the user's licence and the Gmail service status)." % (
+            exc.msg,
+            user,
+        )
+    return exc.msg
+
+
+# --------------------------------------------------------------------------- many users
+
+
+def apply_all(
+    client: Any,
+    targets: Sequence[Tuple[str, Mapping[str, Any]]],
+    check_mode: bool,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    clock: Callable[[], float] = time.monotonic,
+) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """``(results in input order, summary)`` for every target, ``concurrency`` users at a time."""
+    started = clock()
+    results: List[Dict[str, Any]] = []
+    if targets:
+        first_user, first_wanted = targets[0]
+        first = apply_user(client, first_user, first_wanted, check_mode)
+        results.append(first)
+        rest = targets[1:]
+        if first["failure_class"] in CLIENT_WIDE_FAILURES:
+            results.extend(_skipped(user, first) for user, _wanted in rest)
+        elif rest:
+            workers = max(1, min(int(concurrency), len(rest)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results.extend(pool.map(lambda target: apply_user(client, target[0], target[1], check_mode), rest))
+    return results, summarize(results, clock() - started)
+
+
+def _skipped(user: str, first: Mapping[str, Any]) -> Dict[str, Any]:
+    result = new_result(user)
+    result["failure_class"] = first["failure_class"]
+    result["skipped"] = True
+    result["message"] = "Not attempted: %s failed with %s, which fails every user the same way (see that user)." % (
+        first["user"],
+        first["failure_class"],
+    )
+    return result
+
+
+def summarize(results: Iterable[Mapping[str, Any]], duration: float) -> Dict[str, Any]:
+    results = list(results)
+    by_class: Dict[str, int] = {}
+    for result in results:
+        by_class[result["failure_class"]] = by_class.get(result["failure_class"], 0) + 1
+    failed = sum(1 for result in results if result["failure_class"] != "ok")
+    return {
+        "total": len(results),
+        "changed": sum(1 for result in results if result["changed"]),
+        "unchanged": sum(1 for result in results if result["failure_class"] == "ok" and not result["changed"]),
+        "failed": failed,
+        "skipped": sum(1 for result in results if result.get("skipped")),
+        "by_class": by_class,
+        "duration_seconds": round(duration, 3),
+        "users_per_second": round(len(results) / duration, 1) if duration > 0 else None,
+    }
+
+
+def threshold_exceeded(failed: int, total: int, fail_threshold: float) -> bool:
+    """Whether ``failed`` users fail the task: more than ``fail_threshold`` users, or, when 0 < threshold < 1,
+    more than that fraction of ``total``."""
+    if 0 < fail_threshold < 1:
+        return total > 0 and failed / float(total) > fail_threshold
+    return failed > fail_threshold
+
+
+def diff_of(results: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Ansible's diff: before/after settings of the users that change (or would in check mode)."""
+    before: Dict[str, Any] = {}
+    after: Dict[str, Any] = {}
+    for result in results:
+        if result["changed"]:
+            before[result["user"]] = result["before"]
+            after[result["user"]] = result["after"]
+    return {"before": before, "after": after}

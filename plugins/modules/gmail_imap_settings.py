@@ -1,0 +1,398 @@
+#!/usr/bin/python
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: gmail_imap_settings
+short_description: Enable IMAP (and set its options) in the Gmail settings of many users
+version_added: 0.1.0
+description:
+  - Makes sure Gmail's per-user IMAP settings are what NuPoint Unified Messaging needs, for any number of users
+    in one task (up to the 2,500 Advanced UM users and more), several users at a time.
+  - Uses the Gmail API C(users.settings.getImap) and C(users.settings.updateImap) as each user, through the
+    service account's domain-wide delegation with the scope V(https://www.googleapis.com/auth/gmail.settings.basic).
+    Authorise that scope for the service account's client ID in the Admin console first; when it is missing the
+    result carries RV(admin_console_url), a link that adds it.
+  - Reads each user's settings and writes them only when a setting the task manages differs. The update sends
+    Gmail's current settings with the managed ones changed, so settings the task does not mention keep their
+    values.
+  - Each user gets a result with the settings before and after and, on failure, a failure class from the
+    collection's vocabulary (for example V(token_invalid_user) for an address Google does not know) and a message
+    saying what to do. The task fails when more users failed than O(fail_threshold) allows.
+  - The domain-wide switch (Admin console, Apps > Google Workspace > Gmail > End User Access > POP and IMAP access)
+    is separate and overrides these per-user settings; check it with M(nupoint.gworkspace.workspace_imap_policy_info).
+author:
+  - nupoint.gworkspace maintainers (@nupoint)
+extends_documentation_fragment:
+  - nupoint.gworkspace.attributes
+  - nupoint.gworkspace.google
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads every user's settings and reports what would change; writes nothing.
+  diff_mode:
+    support: full
+    details:
+      - The diff lists, per user that changes, the managed settings before and after.
+  idempotent:
+    support: full
+options:
+  src:
+    description:
+      - The service account's JSON key file on the B(controller), found like M(ansible.builtin.copy) finds C(src)
+        (the role's or playbook's C(files/) first). Files encrypted with ansible-vault are decrypted.
+      - The key is validated on the controller and handed to the module; it never appears in results or logs.
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: path
+  content:
+    description:
+      - The JSON key itself, for example a vault-encrypted variable.
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: str
+  path:
+    description:
+      - Path of the JSON key file on the node that runs the module.
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: path
+  users:
+    description:
+      - The users, as primary e-mail addresses, or as dictionaries with the key C(user) (the address) and any of
+        O(enabled), O(auto_expunge), O(expunge_behavior) and O(max_folder_size) to override the task's settings for
+        that user.
+      - Entries that are not e-mail addresses are skipped with a warning; duplicates (compared case-insensitively)
+        are merged, unless they ask for different settings, which fails the task.
+      - At least one of O(users) and O(users_file) is required; both may be given.
+    type: list
+    elements: raw
+  users_file:
+    description:
+      - A file on the node that runs the module listing users, one address per line, or CSV with an C(email) column
+        (other columns are ignored). Blank lines and lines starting with C(#) are skipped.
+      - Cleaned like O(users).
+    type: path
+  enabled:
+    description:
+      - Whether IMAP access is enabled for the user (Gmail's C(enabled)).
+      - NuPoint needs V(true).
+    type: bool
+    default: true
+  auto_expunge:
+    description:
+      - Whether Gmail expunges a message as soon as an IMAP client marks it deleted (C(autoExpunge)).
+      - Not managed when unset.
+    type: bool
+  expunge_behavior:
+    description:
+      - What Gmail does with a message deleted and expunged over IMAP (C(expungeBehavior)).
+      - Not managed when unset.
+    type: str
+    choices: [archive, trash, deleteForever]
+  max_folder_size:
+    description:
+      - Largest number of messages an IMAP folder shows (C(maxFolderSize)); V(0) means no limit.
+      - Not managed when unset.
+    type: int
+    choices: [0, 1000, 2000, 5000, 10000]
+  concurrency:
+    description:
+      - How many users are handled at the same time.
+      - Gmail allows each user's settings to be changed independently; more than about 32 gains little and may
+        meet Google's per-project rate limits (which are retried, see O(retries)).
+    type: int
+    default: 16
+  fail_threshold:
+    description:
+      - How many failed users the task tolerates before it fails.
+      - A number of users (V(0), the default, fails the task when any user failed), or a fraction of the users
+        when between 0 and 1 (V(0.05) tolerates up to 5%).
+      - Results are returned either way.
+    type: float
+    default: 0
+seealso:
+  - module: nupoint.gworkspace.workspace_imap_policy_info
+  - module: nupoint.gworkspace.imap_check
+  - name: Gmail API users.settings.updateImap
+    description: The Gmail API method this module calls.
+    link: https://developers.google.com/gmail/api/reference/rest/v1/users.settings/updateImap
+  - name: Control API access with domain-wide delegation
+    description: How to authorise a client ID's scopes in the Admin console.
+    link: https://support.google.com/a/answer/162106
+notes:
+  - "Needs C(google-auth) and C(requests) on the node that runs the module; run it on the controller
+    (C(delegate_to: localhost)) when MSL does not have them."
+  - When the first user fails for a reason that fails every user the same way (scope not authorised, key refused,
+    clock wrong, Google's name or certificate not usable), the other users are not attempted; their results say so.
+"""
+
+EXAMPLES = r"""
+- name: Enable IMAP for the Advanced UM users
+  nupoint.gworkspace.gmail_imap_settings:
+    src: files/nupoint-um-sa.json
+    users:
+      - alice@example.com
+      - bob@example.com
+  delegate_to: localhost
+  run_once: true
+
+- name: Enable IMAP for everyone in a file, and make deleted voice mail go to the bin
+  nupoint.gworkspace.gmail_imap_settings:
+    content: "{{ vault_nupoint_sa_key }}"
+    users_file: /srv/nupoint/um-users.csv
+    expunge_behavior: trash
+    concurrency: 32
+  delegate_to: localhost
+  run_once: true
+  register: imap_settings
+
+- name: Show who could not be updated
+  ansible.builtin.debug:
+    msg: "{{ imap_settings.failed_users }}"
+  when: imap_settings.failed_users | length > 0
+
+- name: One user keeps IMAP off, the rest get it on; tolerate up to 2% failures
+  nupoint.gworkspace.gmail_imap_settings:
+    src: files/nupoint-um-sa.json
+    users:
+      - alice@example.com
+      - user: kiosk@example.com
+        enabled: false
+    users_file: /srv/nupoint/um-users.txt
+    fail_threshold: 0.02
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+results:
+  description: One entry per user, in the order given (after cleaning).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    user:
+      description: The user's address (lower case).
+      type: str
+      sample: alice@example.com
+    changed:
+      description: Whether the settings were updated (in check mode, would be).
+      type: bool
+    failure_class:
+      description:
+        - V(ok), or why the user failed, in the collection's vocabulary.
+        - Token classes (V(token_unauthorized_scope), V(token_invalid_user), V(token_clock_skew),
+          V(token_invalid_key), V(token_other)), network classes (V(dns), V(connect), V(tls), V(timeout)), or
+          V(api_error) when Gmail refused or failed (see RV(results[].http_status)).
+      type: str
+      sample: ok
+    message:
+      description: What went wrong and how to fix it; empty when V(ok).
+      type: str
+    changed_settings:
+      description: The managed settings that differ(ed).
+      type: list
+      elements: str
+      sample: [enabled]
+    before:
+      description: The user's IMAP settings as read (V(null) when they could not be read).
+      type: dict
+      sample: {enabled: false, auto_expunge: true, expunge_behavior: archive, max_folder_size: 0}
+    after:
+      description: The settings after the update (in check mode, as they would be).
+      type: dict
+      sample: {enabled: true, auto_expunge: true, expunge_behavior: archive, max_folder_size: 0}
+    http_status:
+      description: HTTP status of Google's refusal, when there was one.
+      type: int
+    skipped:
+      description: V(true) when the user was not attempted because an earlier failure holds for every user.
+      type: bool
+      returned: when skipped
+summary:
+  description: Counts over all users.
+  returned: always
+  type: dict
+  contains:
+    total:
+      description: Users handled.
+      type: int
+    changed:
+      description: Users whose settings were (or would be) updated.
+      type: int
+    unchanged:
+      description: Users whose settings already were as wanted.
+      type: int
+    failed:
+      description: Users whose failure class is not V(ok).
+      type: int
+    skipped:
+      description: Failed users that were not attempted.
+      type: int
+    by_class:
+      description: Number of users per failure class.
+      type: dict
+      sample: {ok: 2498, token_invalid_user: 2}
+    duration_seconds:
+      description: Wall time of the run.
+      type: float
+    users_per_second:
+      description: Throughput.
+      type: float
+failed_users:
+  description: The failed users with their failure class and message (a subset of RV(results)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{user: ghost@example.com, failure_class: token_invalid_user, message: "Google refused ..."}]
+client_id:
+  description: The service account's client ID (the one to authorise in the Admin console).
+  returned: when the key could be loaded
+  type: str
+  sample: "110123456789012345678"
+admin_console_url:
+  description:
+    - Admin console link that authorises the scopes this module and NuPoint need for the client ID
+      (V(https://mail.google.com/) and V(https://www.googleapis.com/auth/gmail.settings.basic)).
+    - The link I(replaces) the client's scope list; add any other scopes you authorised for it.
+  returned: when a user failed with V(token_unauthorized_scope)
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import gmail_imap
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    client_from_params,
+    read_key_text,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
+    GOOGLE_AUTH_IMPORT_ERROR,
+    HAS_GOOGLE_AUTH,
+    TokenError,
+    admin_console_url,
+    google_argument_spec,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
+
+
+def argument_spec():
+    spec = dict(
+        src=dict(type="path"),
+        content=dict(type="str", no_log=True),
+        path=dict(type="path"),
+        users=dict(type="list", elements="raw"),
+        users_file=dict(type="path"),
+        enabled=dict(type="bool", default=True),
+        auto_expunge=dict(type="bool"),
+        expunge_behavior=dict(type="str", choices=list(gmail_imap.EXPUNGE_BEHAVIORS)),
+        max_folder_size=dict(type="int", choices=list(gmail_imap.MAX_FOLDER_SIZES)),
+        concurrency=dict(type="int", default=gmail_imap.DEFAULT_CONCURRENCY),
+        fail_threshold=dict(type="float", default=0.0),
+    )
+    spec.update(google_argument_spec())
+    return spec
+
+
+def read_users_file(path):
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8-sig", "replace")
+    except OSError as exc:
+        raise gmail_imap.SettingsInputError(
+            "Cannot read users_file %s on the node: %s." % (path, exc.strerror)
+        ) from None
+    return gmail_imap.parse_users_file(text)
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("content", "path")],
+        required_one_of=[("users", "users_file")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not HAS_GOOGLE_AUTH:
+        module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    if params["concurrency"] < 1:
+        module.fail_json(msg="concurrency must be at least 1.")
+    if params["fail_threshold"] < 0:
+        module.fail_json(msg="fail_threshold must be 0 or more.")
+
+    try:
+        file_addresses, warnings = [], []
+        if params["users_file"]:
+            file_addresses, warnings = read_users_file(params["users_file"])
+        targets, more_warnings = gmail_imap.build_targets(
+            params["users"], file_addresses, gmail_imap.task_settings(params)
+        )
+    except gmail_imap.SettingsInputError as exc:
+        module.fail_json(msg=exc.msg)
+    for warning in warnings + more_warnings:
+        module.warn(warning)
+
+    try:
+        key_text = read_key_text(params["content"], params["path"])
+        client = client_from_params(params, key_text, gmail_imap.SCOPES, params["concurrency"])
+    except KeyValidationError as exc:
+        module.fail_json(msg=exc.msg, reason=exc.reason, field=exc.field)
+    except TokenError as exc:
+        module.fail_json(msg=exc.msg, **exc.as_result())
+
+    try:
+        results, summary = gmail_imap.apply_all(client, targets, module.check_mode, params["concurrency"])
+    finally:
+        client.close()
+
+    failed_users = [
+        {"user": result["user"], "failure_class": result["failure_class"], "message": result["message"]}
+        for result in results
+        if result["failure_class"] != "ok"
+    ]
+    output = dict(
+        changed=summary["changed"] > 0,
+        results=results,
+        summary=summary,
+        failed_users=failed_users,
+        client_id=client.client_id,
+    )
+    if module._diff:
+        output["diff"] = gmail_imap.diff_of(results)
+    if any(user["failure_class"] == "token_unauthorized_scope" for user in failed_users):
+        output["admin_console_url"] = admin_console_url(client.client_id, gmail_imap.CONSOLE_SCOPES)
+    if not targets:
+        module.warn("No users to handle: users and users_file gave no valid address.")
+    if gmail_imap.threshold_exceeded(summary["failed"], summary["total"], params["fail_threshold"]):
+        module.fail_json(msg=failure_message(summary, failed_users, output.get("admin_console_url")), **output)
+    module.exit_json(**output)
+
+
+def failure_message(summary, failed_users, console_url):
+    first = failed_users[0]
+    counts = ", ".join("%s %d" % (name, count) for name, count in sorted(summary["by_class"].items()) if name != "ok")
+    message = "%d of %d users failed (%s). First: %s: %s" % (
+        summary["failed"],
+        summary["total"],
+        counts,
+        first["user"],
+        first["message"],
+    )
+    if console_url:
+        message += (
+            " To authorise the Gmail settings scope for the service account, open %s (the link replaces the "
+            "client's scope list: add any other scopes it needs)." % console_url
+        )
+    return message
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
