@@ -16,7 +16,15 @@ Runs on MSL: standard library only, Python 3.6 compatible. Commands are run thro
 unit tests); no shell is involved.
 """
 
-from typing import Callable, Dict, List, Optional, Tuple
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 RunCommand = Callable[[List[str]], Tuple[int, str, str]]
 
@@ -256,3 +264,518 @@ def signal_event(run_command: RunCommand, event: str, command: str = DEFAULTS["s
             rc,
             err,
         )
+
+
+# --------------------------------------------------------------------------- OAuth credential store
+#
+# Where NuPoint's service-account key lives on MSL: two files in ``credential_dir`` (0700) written
+# atomically (0600, root:root when running as root) and a config-db record describing them. The
+# paths, record and event are assumptions (docs/msl-assumptions.md); the defaults are in DEFAULTS.
+# The key is parsed with the standard library only: MSL has no 'cryptography'.
+
+CREDENTIAL_JSON_NAME = "service-account.json"
+CREDENTIAL_P12_NAME = "service-account.p12"
+CREDENTIAL_FILE_MODE = 0o600
+CREDENTIAL_DIR_MODE = 0o700
+# Record properties; ClientId, ClientEmail, Fingerprint, InstalledAt, KeyFile, P12File per docs/lab-contract.md,
+# PrivateKeyId added so the record names the key as the Cloud console lists it.
+CREDENTIAL_PROPS = ("ClientEmail", "ClientId", "Fingerprint", "InstalledAt", "KeyFile", "P12File", "PrivateKeyId")
+
+_RSA_ALGORITHM_ID = bytes(
+    bytearray([0x30, 0x0D, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01, 0x05, 0x00])
+)
+_RSA_OID = _RSA_ALGORITHM_ID[2:13]
+
+
+class CredentialKeyError(MslError):
+    """The key handed to the MSL side cannot be read with the standard library."""
+
+
+def _der_element(data: bytes, offset: int) -> Tuple[int, int, int]:
+    """(tag, content_start, content_end) of the DER element at ``offset``."""
+    if offset + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, first = data[offset], data[offset + 1]
+    if first < 0x80:
+        start, length = offset + 2, first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or offset + 2 + count > len(data):
+            raise ValueError("bad DER length")
+        start, length = offset + 2 + count, int.from_bytes(data[offset + 2 : offset + 2 + count], "big")
+    if start + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, start, start + length
+
+
+def _der_children(data: bytes, start: int, end: int) -> List[Tuple[int, int, int, int]]:
+    """[(tag, element_start, content_start, content_end)] of a constructed element's content."""
+    children = []
+    offset = start
+    while offset < end:
+        tag, content_start, content_end = _der_element(data, offset)
+        children.append((tag, offset, content_start, content_end))
+        offset = content_end
+    return children
+
+
+def _der_tlv(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        header = bytes(bytearray([tag, length]))
+    else:
+        size = (length.bit_length() + 7) // 8
+        header = bytes(bytearray([tag, 0x80 | size])) + length.to_bytes(size, "big")
+    return header + content
+
+
+def pem_public_key_fingerprint_sha256(pem: str) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo of an RSA private key (PKCS#8 or PKCS#1 PEM), stdlib only.
+
+    The same value as ``service_account.public_key_fingerprint_sha256`` computes with 'cryptography' on the
+    controller, so MSL can check that its key file and its db record describe the same key.
+    """
+    match = re.search(r"-----BEGIN (RSA )?PRIVATE KEY-----(.*?)-----END (RSA )?PRIVATE KEY-----", pem, re.DOTALL)
+    if not match:
+        raise CredentialKeyError("The key's private_key is not an unencrypted PEM RSA private key.")
+    try:
+        der = base64.b64decode("".join(match.group(2).split()), validate=True)
+        tag, start, end = _der_element(der, 0)
+        top = _der_children(der, start, end)
+        if match.group(1):  # PKCS#1 RSAPrivateKey: version, n, e, ...
+            rsa_fields = top
+            rsa_der = der
+        else:  # PKCS#8: version, AlgorithmIdentifier, OCTET STRING(RSAPrivateKey)
+            if len(top) < 3 or top[1][0] != 0x30 or top[2][0] != 0x04:
+                raise ValueError("not PKCS#8")
+            if der[top[1][2] : top[1][3]].find(_RSA_OID) != 0:
+                raise CredentialKeyError("The key's private_key is not an RSA key.")
+            rsa_der = der[top[2][2] : top[2][3]]
+            tag, start, end = _der_element(rsa_der, 0)
+            rsa_fields = _der_children(rsa_der, start, end)
+        if tag != 0x30 or len(rsa_fields) < 3 or rsa_fields[1][0] != 0x02 or rsa_fields[2][0] != 0x02:
+            raise ValueError("not an RSAPrivateKey")
+        modulus = rsa_der[rsa_fields[1][1] : rsa_fields[1][3]]
+        exponent = rsa_der[rsa_fields[2][1] : rsa_fields[2][3]]
+    except (ValueError, binascii.Error, IndexError):
+        raise CredentialKeyError("The key's private_key cannot be decoded (damaged PEM/DER).") from None
+    public_key = _der_tlv(0x30, modulus + exponent)
+    spki = _der_tlv(0x30, _RSA_ALGORITHM_ID + _der_tlv(0x03, b"\x00" + public_key))
+    return ":".join("%02x" % byte for byte in bytearray(hashlib.sha256(spki).digest()))
+
+
+def normalize_fingerprint(value: str) -> str:
+    """'AB:CD' == 'abcd' (same rule as service_account.normalize_fingerprint, without its imports)."""
+    return re.sub(r"[^0-9a-f]", "", value.lower())
+
+
+def credential_key_metadata(content: Union[str, bytes]) -> Dict[str, str]:
+    """client_id, client_email, private_key_id, project_id and fingerprint_sha256 of a JSON key, stdlib only.
+
+    The controller has validated the key thoroughly (service_account.inspect_key); this only reads it.
+    """
+    if isinstance(content, bytes):
+        content = content.decode("utf-8-sig")
+    try:
+        data = json.loads(content)
+    except ValueError:
+        raise CredentialKeyError("The service-account key is not valid JSON.") from None
+    if not isinstance(data, dict) or data.get("type") != "service_account":
+        raise CredentialKeyError("The service-account key is not a JSON object of type service_account.")
+    meta: Dict[str, str] = {}
+    for field in ("client_id", "client_email", "private_key_id", "project_id", "private_key"):
+        value = data.get(field)
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+            raise CredentialKeyError("The service-account key has no valid '%s' field." % field)
+        meta[field] = str(value).strip()
+    meta["fingerprint_sha256"] = pem_public_key_fingerprint_sha256(data["private_key"])
+    del meta["private_key"]
+    meta["client_email"] = meta["client_email"].lower()
+    return meta
+
+
+def expected_mismatches(
+    meta: Dict[str, str],
+    expected_client_id: Optional[str] = None,
+    expected_client_email: Optional[str] = None,
+    expected_fingerprint: Optional[str] = None,
+) -> List[str]:
+    """One sentence per ``expected_*`` value the key does not match (ids and fingerprints only)."""
+    problems = []
+    if expected_client_id is not None and str(expected_client_id).strip() != meta["client_id"]:
+        problems.append("client ID is %s, expected %s" % (meta["client_id"], str(expected_client_id).strip()))
+    if expected_client_email is not None and expected_client_email.strip().lower() != meta["client_email"]:
+        problems.append("client e-mail is %s, expected %s" % (meta["client_email"], expected_client_email.strip()))
+    if expected_fingerprint is not None and normalize_fingerprint(expected_fingerprint) != normalize_fingerprint(
+        meta["fingerprint_sha256"]
+    ):
+        problems.append(
+            "public-key fingerprint is %s, expected %s" % (meta["fingerprint_sha256"], expected_fingerprint.strip())
+        )
+    return problems
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def fsync_directory(path: str) -> None:
+    """Make a rename in ``path`` durable (the directory entry, not only the file data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage_file(directory: str, name: str, data: bytes, mode: int = CREDENTIAL_FILE_MODE) -> str:
+    """Write ``data`` to a new temp file next to ``name`` (mode ``mode``, root:root as root), fsynced; return its path."""
+    fd, tmp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        if _is_root():
+            os.fchown(fd, 0, 0)
+        with os.fdopen(fd, "wb") as handle:
+            fd = -1
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        if fd != -1:
+            os.close(fd)
+        _unlink_quietly(tmp_path)
+        raise
+    return tmp_path
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def atomic_write(path: str, data: bytes, mode: int = CREDENTIAL_FILE_MODE) -> None:
+    """Replace ``path`` with ``data`` atomically: temp file in the same directory, fsync, rename, fsync dir.
+
+    A reader sees the old file or the new one, never a partial one; a failure leaves the old file.
+    """
+    directory, name = os.path.split(path)
+    tmp_path = stage_file(directory, name, data, mode)
+    try:
+        os.replace(tmp_path, path)
+    except BaseException:
+        _unlink_quietly(tmp_path)
+        raise
+    fsync_directory(directory)
+
+
+def backup_path_for(path: str) -> str:
+    """``<path>.<pid>.<UTC time>~`` next to the file (Ansible's backup naming)."""
+    return "%s.%d.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S", time.gmtime()))
+
+
+def _file_facts(path: str) -> Optional[Dict[str, object]]:
+    try:
+        stat = os.lstat(path)
+    except OSError:
+        return None
+    return {
+        "path": path,
+        "mode": "%04o" % (stat.st_mode & 0o7777),
+        "uid": stat.st_uid,
+        "gid": stat.st_gid,
+        "is_file": os.path.isfile(path) and not os.path.islink(path),
+        "is_dir": os.path.isdir(path) and not os.path.islink(path),
+    }
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+class CredentialStore:
+    """The service-account key on MSL: files in ``directory`` plus the ``record`` in the config db.
+
+    ``inspect()`` says what is there; ``plan_install()`` / ``plan_remove()`` say what would change
+    (check mode stops there); ``install()`` / ``remove()`` do it. Writes are staged to temp files and
+    renamed only once every file is staged, so a failure leaves the previous key in place; the db record
+    is written after the files, and the apply event signalled last.
+    """
+
+    def __init__(
+        self,
+        db: ConfigDb,
+        directory: str = DEFAULTS["credential_dir"],
+        record: str = DEFAULTS["credential_record"],
+        record_type: str = DEFAULTS["credential_record_type"],
+    ) -> None:
+        self.db = db
+        self.directory = directory
+        self.record = record
+        self.record_type = record_type
+        self.json_path = os.path.join(directory, CREDENTIAL_JSON_NAME)
+        self.p12_path = os.path.join(directory, CREDENTIAL_P12_NAME)
+
+    # -- reading
+    def inspect(self) -> Dict[str, Any]:
+        """What MSL holds now: metadata from the record, facts about the files, consistency, permission problems."""
+        record = self.db.get(self.record)
+        props = record.props if record is not None else {}
+        json_bytes = _read_bytes(self.json_path)
+        p12_facts = _file_facts(self.p12_path)
+        file_meta: Optional[Dict[str, str]] = None
+        problems: List[str] = []
+        if json_bytes is not None:
+            try:
+                file_meta = credential_key_metadata(json_bytes)
+            except MslError as exc:
+                problems.append("%s holds no usable key: %s" % (self.json_path, exc.msg))
+        present = record is not None or json_bytes is not None
+        if record is not None and json_bytes is None:
+            problems.append("the db record %s exists but %s is missing" % (self.record, self.json_path))
+        if record is None and json_bytes is not None:
+            problems.append("%s exists but the db record %s is missing" % (self.json_path, self.record))
+        if record is not None and file_meta is not None:
+            for prop, field in (
+                ("ClientId", "client_id"),
+                ("ClientEmail", "client_email"),
+                ("PrivateKeyId", "private_key_id"),
+            ):
+                if props.get(prop, "") != file_meta[field]:
+                    problems.append(
+                        "the record's %s is %r, the key file's %s" % (prop, props.get(prop, ""), file_meta[field])
+                    )
+            if normalize_fingerprint(props.get("Fingerprint", "")) != normalize_fingerprint(
+                file_meta["fingerprint_sha256"]
+            ):
+                problems.append(
+                    "the record's Fingerprint is %r, the key file's %s"
+                    % (props.get("Fingerprint", ""), file_meta["fingerprint_sha256"])
+                )
+            if props.get("KeyFile", "") != self.json_path:
+                problems.append("the record's KeyFile is %r, not %s" % (props.get("KeyFile", ""), self.json_path))
+        if record is not None:
+            if props.get("P12File") and p12_facts is None:
+                problems.append("the record names P12File %s but it is missing" % props["P12File"])
+            if not props.get("P12File") and p12_facts is not None:
+                problems.append("%s exists but the record names no P12File" % self.p12_path)
+        source = file_meta or {}
+        return {
+            "present": present,
+            "client_id": props.get("ClientId") or source.get("client_id"),
+            "client_email": props.get("ClientEmail") or source.get("client_email"),
+            "private_key_id": props.get("PrivateKeyId") or source.get("private_key_id"),
+            "fingerprint_sha256": props.get("Fingerprint") or source.get("fingerprint_sha256"),
+            "installed_at": props.get("InstalledAt") or None,
+            "path": self.json_path if json_bytes is not None else None,
+            "p12_path": self.p12_path if p12_facts is not None else None,
+            "record": record.as_dict() if record is not None else None,
+            "consistent": not problems,
+            "problems": problems,
+            "permission_problems": self.permission_problems() if present else [],
+        }
+
+    def permission_problems(self) -> List[str]:
+        """Sentences about modes and owners that expose the key (empty when all is right)."""
+        problems = []
+        for facts, wanted, what in (
+            (_file_facts(self.directory), CREDENTIAL_DIR_MODE, "directory"),
+            (_file_facts(self.json_path), CREDENTIAL_FILE_MODE, "key file"),
+            (_file_facts(self.p12_path), CREDENTIAL_FILE_MODE, "P12 file"),
+        ):
+            if facts is None:
+                continue
+            mode = int(str(facts["mode"]), 8)
+            if mode & 0o077:
+                problems.append(
+                    "The %s %s has mode %s: group or others can read it (expected %04o)."
+                    % (what, facts["path"], facts["mode"], wanted)
+                )
+            if facts["uid"] != 0 or facts["gid"] != 0:
+                problems.append(
+                    "The %s %s is owned by %s:%s, not root:root." % (what, facts["path"], facts["uid"], facts["gid"])
+                )
+        return problems
+
+    def info(self) -> Dict[str, Any]:
+        """Before/after view for diffs: ids, fingerprint and paths, never key bytes."""
+        state = self.inspect()
+        return _diff_view(state)
+
+    # -- planning
+    def plan_install(self, content: bytes, p12: Optional[bytes], meta: Dict[str, str]) -> Dict[str, Any]:
+        """What installing would change: ``changes`` (list of names), ``key_changed`` and before/after views."""
+        state = self.inspect()
+        record = self.db.get(self.record)
+        props = record.props if record is not None else {}
+        changes = []
+        if _read_bytes(self.json_path) != content:
+            changes.append("key_file")
+        current_p12 = _read_bytes(self.p12_path)
+        if (p12 is None and current_p12 is not None) or (p12 is not None and current_p12 != p12):
+            changes.append("p12_file")
+        wanted = self._record_props(meta, p12 is not None, props.get("InstalledAt", ""))
+        if (
+            record is None
+            or record.type != self.record_type
+            or any(props.get(prop, "") != wanted[prop] for prop in CREDENTIAL_PROPS if prop != "InstalledAt")
+        ):
+            changes.append("record")
+        key_changed = bool(changes)
+        changes.extend(self._permission_changes(p12 is not None, key_changed))
+        after = {
+            "present": True,
+            "client_id": meta["client_id"],
+            "client_email": meta["client_email"],
+            "private_key_id": meta["private_key_id"],
+            "fingerprint_sha256": meta["fingerprint_sha256"],
+            "path": self.json_path,
+            "p12_path": self.p12_path if p12 is not None else None,
+        }
+        return {"changes": changes, "key_changed": key_changed, "before": _diff_view(state), "after": after}
+
+    def _permission_changes(self, with_p12: bool, rewriting: bool) -> List[str]:
+        changes = []
+        directory = _file_facts(self.directory)
+        if directory is None or not _mode_and_owner_ok(directory, CREDENTIAL_DIR_MODE):
+            changes.append("directory_mode")
+        if not rewriting:
+            for path in (self.json_path, self.p12_path) if with_p12 else (self.json_path,):
+                facts = _file_facts(path)
+                if facts is not None and not _mode_and_owner_ok(facts, CREDENTIAL_FILE_MODE):
+                    changes.append("file_mode")
+                    break
+        return changes
+
+    def plan_remove(self) -> Dict[str, Any]:
+        state = self.inspect()
+        changes = []
+        if os.path.lexists(self.json_path):
+            changes.append("key_file")
+        if os.path.lexists(self.p12_path):
+            changes.append("p12_file")
+        if self.db.get(self.record) is not None:
+            changes.append("record")
+        return {
+            "changes": changes,
+            "key_changed": bool(changes),
+            "before": _diff_view(state),
+            "after": {"present": False},
+        }
+
+    # -- writing
+    def install(
+        self, content: bytes, p12: Optional[bytes], meta: Dict[str, str], plan: Dict[str, Any], backup: bool = False
+    ) -> Dict[str, object]:
+        """Carry out ``plan`` (from :meth:`plan_install`); returns installed_at and backup paths."""
+        changes = list(plan["changes"])
+        self._ensure_directory()
+        backups: Dict[str, Optional[str]] = {"backup_file": None, "p12_backup_file": None}
+        record = self.db.get(self.record)
+        installed_at = record.props.get("InstalledAt", "") if record is not None else ""
+        if plan["key_changed"]:
+            if backup:
+                backups = self._backup(changes)
+            staged: List[Tuple[str, str]] = []
+            try:
+                if "key_file" in changes:
+                    staged.append((stage_file(self.directory, CREDENTIAL_JSON_NAME, content), self.json_path))
+                if "p12_file" in changes and p12 is not None:
+                    staged.append((stage_file(self.directory, CREDENTIAL_P12_NAME, p12), self.p12_path))
+                # Every file is staged: only now replace the live ones.
+                while staged:
+                    tmp_path, path = staged[0]
+                    os.replace(tmp_path, path)
+                    staged.pop(0)
+            finally:
+                for tmp_path, _path in staged:
+                    _unlink_quietly(tmp_path)
+            if p12 is None and os.path.lexists(self.p12_path):
+                os.unlink(self.p12_path)
+            fsync_directory(self.directory)
+            installed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.db.set_record(self.record, self.record_type, self._record_props(meta, p12 is not None, installed_at))
+        self._fix_file_modes()
+        result: Dict[str, object] = {"installed_at": installed_at or None}
+        result.update(backups)
+        return result
+
+    def remove(self, backup: bool = False) -> Dict[str, object]:
+        backups: Dict[str, Optional[str]] = {"backup_file": None, "p12_backup_file": None}
+        if backup:
+            backups = self._backup(["key_file", "p12_file"])
+        for path in (self.json_path, self.p12_path):
+            if os.path.lexists(path):
+                os.unlink(path)
+        if os.path.isdir(self.directory):
+            fsync_directory(self.directory)
+        if self.db.get(self.record) is not None:
+            self.db.delete(self.record)
+        return dict(backups)
+
+    def _record_props(self, meta: Dict[str, str], with_p12: bool, installed_at: str) -> Dict[str, str]:
+        return {
+            "ClientEmail": meta["client_email"],
+            "ClientId": meta["client_id"],
+            "Fingerprint": meta["fingerprint_sha256"],
+            "InstalledAt": installed_at,
+            "KeyFile": self.json_path,
+            "P12File": self.p12_path if with_p12 else "",
+            "PrivateKeyId": meta["private_key_id"],
+        }
+
+    def _ensure_directory(self) -> None:
+        if not os.path.isdir(self.directory):
+            os.makedirs(self.directory, CREDENTIAL_DIR_MODE)
+        os.chmod(self.directory, CREDENTIAL_DIR_MODE)
+        if _is_root():
+            os.chown(self.directory, 0, 0)
+
+    def _fix_file_modes(self) -> None:
+        for path in (self.json_path, self.p12_path):
+            facts = _file_facts(path)
+            if facts is not None and not _mode_and_owner_ok(facts, CREDENTIAL_FILE_MODE):
+                os.chmod(path, CREDENTIAL_FILE_MODE)
+                if _is_root():
+                    os.chown(path, 0, 0)
+
+    def _backup(self, changes: List[str]) -> Dict[str, Optional[str]]:
+        """Copy the files about to be replaced or removed (0600, same directory)."""
+        backups: Dict[str, Optional[str]] = {"backup_file": None, "p12_backup_file": None}
+        for name, change, path in (
+            ("backup_file", "key_file", self.json_path),
+            ("p12_backup_file", "p12_file", self.p12_path),
+        ):
+            data = _read_bytes(path) if change in changes else None
+            if data is not None:
+                target = backup_path_for(path)
+                atomic_write(target, data)
+                backups[name] = target
+        return backups
+
+
+def _mode_and_owner_ok(facts: Dict[str, object], mode: int) -> bool:
+    if int(str(facts["mode"]), 8) != mode:
+        return False
+    return not _is_root() or (facts["uid"] == 0 and facts["gid"] == 0)
+
+
+def _diff_view(state: Dict[str, Any]) -> Dict[str, Any]:
+    if not state.get("present"):
+        return {"present": False}
+    keys = (
+        "present",
+        "client_id",
+        "client_email",
+        "private_key_id",
+        "fingerprint_sha256",
+        "installed_at",
+        "path",
+        "p12_path",
+    )
+    return {key: state.get(key) for key in keys}

@@ -1,0 +1,295 @@
+"""The MSL credential store (module_utils.msl, stdlib only): fingerprints, atomic writes, permissions, idempotence."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import msl
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import service_account as sa
+from tests.unit import keyfactory as kf
+from tests.unit.esmith_host import EsmithHost
+
+
+@pytest.fixture
+def host(tmp_path):
+    return EsmithHost(tmp_path / "msl1")
+
+
+@pytest.fixture
+def store(host):
+    db = msl.ConfigDb(host.run_command, host.db_command)
+    return msl.CredentialStore(db, host.credential_dir)
+
+
+def key_bytes(index=0):
+    key = kf.rsa_key(index=index)
+    return key, kf.key_json(key, private_key_id="%040x" % (index + 1)).encode()
+
+
+def install(store, content, p12=None, backup=False):
+    meta = msl.credential_key_metadata(content)
+    plan = store.plan_install(content, p12, meta)
+    if plan["changes"]:
+        store.install(content, p12, meta, plan, backup=backup)
+    return plan
+
+
+# --------------------------------------------------------------------------- stdlib key reading
+
+
+@pytest.mark.parametrize("pem", [kf.pem_pkcs8, kf.pem_pkcs1])
+def test_stdlib_fingerprint_equals_cryptography(pem):
+    for index in (0, 1):
+        key = kf.rsa_key(index=index)
+        assert msl.pem_public_key_fingerprint_sha256(pem(key)) == sa.public_key_fingerprint_sha256(key.public_key())
+
+
+def test_stdlib_fingerprint_4096_bit_key():
+    key = kf.rsa_key(bits=4096)
+    assert msl.pem_public_key_fingerprint_sha256(kf.pem_pkcs8(key)) == sa.public_key_fingerprint_sha256(
+        key.public_key()
+    )
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        "not a key",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n",
+    ],
+)
+def test_stdlib_fingerprint_refuses_garbage(pem):
+    with pytest.raises(msl.CredentialKeyError):
+        msl.pem_public_key_fingerprint_sha256(pem)
+
+
+def test_stdlib_fingerprint_refuses_ec_key():
+    with pytest.raises(msl.CredentialKeyError, match="not an RSA key"):
+        msl.pem_public_key_fingerprint_sha256(kf.pem_pkcs8(kf.ec_key()))
+
+
+def test_key_metadata_has_no_private_key():
+    key, content = key_bytes()
+    meta = msl.credential_key_metadata(content)
+    assert meta == {
+        "client_id": kf.CLIENT_ID,
+        "client_email": kf.CLIENT_EMAIL,
+        "private_key_id": "%040x" % 1,
+        "project_id": "unit-project",
+        "fingerprint_sha256": sa.public_key_fingerprint_sha256(key.public_key()),
+    }
+
+
+def test_expected_mismatches_show_both_values():
+    _key, content = key_bytes()
+    meta = msl.credential_key_metadata(content)
+    assert (
+        msl.expected_mismatches(meta, kf.CLIENT_ID, kf.CLIENT_EMAIL.upper(), meta["fingerprint_sha256"].upper()) == []
+    )
+    problems = msl.expected_mismatches(meta, "123456789", "other@p.iam.gserviceaccount.com", "00:11")
+    assert problems == [
+        "client ID is %s, expected 123456789" % kf.CLIENT_ID,
+        "client e-mail is %s, expected other@p.iam.gserviceaccount.com" % kf.CLIENT_EMAIL,
+        "public-key fingerprint is %s, expected 00:11" % meta["fingerprint_sha256"],
+    ]
+
+
+# --------------------------------------------------------------------------- install / idempotence
+
+
+def test_first_install_writes_files_record_and_modes(host, store):
+    key, content = key_bytes()
+    plan = install(store, content, p12=b"\x30p12")
+    assert plan["changes"] == ["key_file", "p12_file", "record", "directory_mode"]
+    assert plan["before"] == {"present": False}
+    with open(store.json_path, "rb") as handle:
+        assert handle.read() == content
+    assert stat.S_IMODE(os.stat(host.credential_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(store.json_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.p12_path).st_mode) == 0o600
+    record = store.db.get("nupoint-oauth")
+    assert record.type == "service"
+    assert record.props["ClientId"] == kf.CLIENT_ID
+    assert record.props["ClientEmail"] == kf.CLIENT_EMAIL
+    assert record.props["Fingerprint"] == sa.public_key_fingerprint_sha256(key.public_key())
+    assert record.props["KeyFile"] == store.json_path
+    assert record.props["P12File"] == store.p12_path
+    assert record.props["InstalledAt"].endswith("Z")
+    state = store.inspect()
+    assert state["present"] is True
+    assert state["consistent"] is True, state["problems"]
+    assert not any(name.endswith(".tmp") for name in os.listdir(host.credential_dir))
+
+
+def test_same_key_again_changes_nothing(host, store):
+    _key, content = key_bytes()
+    install(store, content)
+    before = host.snapshot()
+    plan = install(store, content)
+    assert plan["changes"] == []
+    assert plan["key_changed"] is False
+    assert host.snapshot() == before
+
+
+def test_wrong_modes_are_reported_and_fixed_without_rewriting(host, store):
+    _key, content = key_bytes()
+    install(store, content)
+    installed_at = store.db.getprop("nupoint-oauth", "InstalledAt")
+    os.chmod(store.json_path, 0o644)
+    os.chmod(host.credential_dir, 0o755)  # noqa: S103 - the fault under test
+    assert any("mode 0644" in problem for problem in store.inspect()["permission_problems"])
+    plan = install(store, content)
+    assert plan["changes"] == ["directory_mode", "file_mode"]
+    assert plan["key_changed"] is False
+    assert stat.S_IMODE(os.stat(store.json_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(host.credential_dir).st_mode) == 0o700
+    assert store.db.getprop("nupoint-oauth", "InstalledAt") == installed_at
+
+
+def test_rotation_replaces_key_and_drops_stale_p12_with_backups(host, store):
+    _old, old_content = key_bytes(0)
+    install(store, old_content, p12=b"\x30old-p12")
+    _new, new_content = key_bytes(1)
+    meta = msl.credential_key_metadata(new_content)
+    plan = store.plan_install(new_content, None, meta)
+    assert plan["changes"] == ["key_file", "p12_file", "record"]
+    assert plan["before"]["private_key_id"] == "%040x" % 1
+    assert plan["after"]["private_key_id"] == "%040x" % 2
+    outcome = store.install(new_content, None, meta, plan, backup=True)
+    with open(outcome["backup_file"], "rb") as handle:
+        assert handle.read() == old_content
+    with open(outcome["p12_backup_file"], "rb") as handle:
+        assert handle.read() == b"\x30old-p12"
+    assert stat.S_IMODE(os.stat(outcome["backup_file"]).st_mode) == 0o600
+    assert not os.path.exists(store.p12_path)
+    state = store.inspect()
+    assert state["private_key_id"] == "%040x" % 2
+    assert state["p12_path"] is None
+    assert state["consistent"] is True, state["problems"]
+
+
+def test_failure_between_temp_write_and_rename_keeps_old_key(host, store, monkeypatch):
+    _old, old_content = key_bytes(0)
+    install(store, old_content, p12=b"\x30old-p12")
+    before = host.snapshot()
+    _new, new_content = key_bytes(1)
+    meta = msl.credential_key_metadata(new_content)
+    plan = store.plan_install(new_content, b"\x30new-p12", meta)
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(msl.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        store.install(new_content, b"\x30new-p12", meta, plan)
+    assert host.snapshot() == before  # old files, old record, no temp files, no event
+    assert store.inspect()["consistent"] is True
+
+
+def test_failure_while_staging_second_file_keeps_old_key(host, store, monkeypatch):
+    _old, old_content = key_bytes(0)
+    install(store, old_content, p12=b"\x30old-p12")
+    before = host.snapshot()
+    _new, new_content = key_bytes(1)
+    meta = msl.credential_key_metadata(new_content)
+    plan = store.plan_install(new_content, b"\x30new-p12", meta)
+    real_stage = msl.stage_file
+
+    def stage_then_fail(directory, name, data, mode=0o600):
+        if name == msl.CREDENTIAL_P12_NAME:
+            raise OSError(5, "Input/output error")
+        return real_stage(directory, name, data, mode)
+
+    monkeypatch.setattr(msl, "stage_file", stage_then_fail)
+    with pytest.raises(OSError):
+        store.install(new_content, b"\x30new-p12", meta, plan)
+    assert host.snapshot() == before
+
+
+def test_atomic_write_failure_leaves_target_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "file"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(msl.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(1, "nope")))
+    with pytest.raises(OSError):
+        msl.atomic_write(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["file"]
+
+
+def test_atomic_write_sets_mode_even_with_permissive_umask(tmp_path):
+    old_umask = os.umask(0)
+    try:
+        msl.atomic_write(str(tmp_path / "key"), b"secret")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "key").st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------- inspect / remove
+
+
+def test_inspect_empty_host(store):
+    state = store.inspect()
+    assert state["present"] is False
+    assert state["consistent"] is True
+    assert state["record"] is None
+    assert state["permission_problems"] == []
+
+
+def test_inspect_finds_disagreements(host, store):
+    _key, content = key_bytes(0)
+    install(store, content)
+    store.db.setprop("nupoint-oauth", {"Fingerprint": "00:11:22"})
+    problems = store.inspect()["problems"]
+    assert any("Fingerprint" in problem for problem in problems)
+    _other, other_content = key_bytes(1)
+    with open(store.json_path, "wb") as handle:
+        handle.write(other_content)
+    state = store.inspect()
+    assert state["consistent"] is False
+    assert any("PrivateKeyId" in problem for problem in state["problems"])
+
+
+def test_inspect_record_without_files(store):
+    _key, content = key_bytes()
+    install(store, content)
+    os.unlink(store.json_path)
+    state = store.inspect()
+    assert state["present"] is True
+    assert state["consistent"] is False
+    assert "is missing" in state["problems"][0]
+
+
+def test_inspect_damaged_key_file(store):
+    _key, content = key_bytes()
+    install(store, content)
+    with open(store.json_path, "w") as handle:
+        handle.write(content.decode()[:300])
+    state = store.inspect()
+    assert state["consistent"] is False
+    assert "no usable key" in state["problems"][0]
+
+
+def test_remove_with_backup_then_nothing_left(host, store):
+    _key, content = key_bytes()
+    install(store, content, p12=b"\x30p12")
+    plan = store.plan_remove()
+    assert plan["changes"] == ["key_file", "p12_file", "record"]
+    outcome = store.remove(backup=True)
+    assert os.path.exists(outcome["backup_file"])
+    assert os.path.exists(outcome["p12_backup_file"])
+    assert not os.path.exists(store.json_path)
+    assert store.db.get("nupoint-oauth") is None
+    assert store.plan_remove()["changes"] == []
+    assert store.inspect()["present"] is False
+
+
+def test_no_key_material_in_views(store):
+    key, content = key_bytes()
+    plan = install(store, content)
+    rendered = json.dumps([plan, store.inspect()])
+    for marker in kf.secret_markers(key):
+        assert marker not in rendered
