@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     users = commands.add_parser("users", help="set the number of users")
     users.add_argument("count", type=int)
     for name in ("backup-msl", "restore-msl"):
-        host = commands.add_parser(name, help=f"{name.split('-')[0]} an MSL host")
+        host = commands.add_parser(name, help=f"{name.split('-', maxsplit=1)[0]} an MSL host")
         host.add_argument("host", choices=labconfig.MSL_HOSTS)
     skew = commands.add_parser("skew", help="set the skewed SNTP responder's offset")
     skew.add_argument("seconds", type=float)

@@ -106,7 +106,7 @@ def public_key_sha256(key: rsa.RSAPublicKey) -> str:
 
 def generate_service_account(cfg: labconfig.LabConfig) -> ServiceAccount:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    client_id = "1" + "".join(str(secrets.randbelow(10)) for _ in range(20))
+    client_id = "1" + "".join(str(secrets.randbelow(10)) for _digit in range(20))
     private_key_id = secrets.token_hex(20)
     document = key_file_document(
         key,

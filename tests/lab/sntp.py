@@ -104,7 +104,7 @@ def query(host: str, port: int, timeout: float = 1.0, version: int = 4) -> SntpR
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         sock.sendto(bytes(request), (host, port))
-        data, _ = sock.recvfrom(1024)
+        data = sock.recvfrom(1024)[0]
     received = time.time()
     if len(data) < PACKET.size:
         raise ValueError(f"short SNTP reply ({len(data)} bytes)")

@@ -110,7 +110,10 @@ def test_restore_msl_removes_oauth_data_and_restores_ntpd(lab, msl_clean):
     credential_dir.mkdir(parents=True)
     (credential_dir / "service-account.json").write_text("{}")
     (credential_dir / "service-account.p12").write_bytes(b"\0")
-    run = lambda *args: lab.db("msl2", "configuration", *args)  # noqa: E731
+
+    def run(*args):
+        return lab.db("msl2", "configuration", *args)
+
     run("set", "nupoint-oauth", "service", "ClientId", "1", "KeyFile", str(credential_dir / "service-account.json"))
     run("setprop", "ntpd", "status", "enabled", "NTPServer", "127.0.0.1")
     # The backup taken now still has no OAuth record (MSL backups do not carry it).
