@@ -523,7 +523,7 @@ class _TransportRequest(_TransportRequestBase):
                     headers=headers,
                     timeout=timeout if timeout is not None else source.timeout,
                     allow_redirects=False,
-                    **kwargs,
+                    **dict(source._request_options, **kwargs),
                 )
             except Exception as exc:  # noqa: BLE001 - every transport failure is classified, none escapes raw
                 error = classify_exception(exc, attempts=self.attempts)
@@ -612,6 +612,9 @@ class DelegatedTokenSource:
         self.backoff_max = float(backoff_max)
         self._sleep = sleep
         self._rng = rng
+        self.ca_path = ca_path
+        # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override session.verify.
+        self._request_options: Dict[str, Any] = {"verify": ca_path} if ca_path else {}
         self._session = session if session is not None else _new_session(ca_path, max_connections)
 
     def token(self, subject: str, scopes: Optional[Sequence[str]] = None) -> Tuple[str, Optional[datetime.datetime]]:
@@ -639,7 +642,9 @@ class DelegatedTokenSource:
         """
         sent_at = time.time()
         try:
-            response = self._session.head(self.token_uri, timeout=self.timeout, allow_redirects=False)
+            response = self._session.head(
+                self.token_uri, timeout=self.timeout, allow_redirects=False, **self._request_options
+            )
         except Exception:  # noqa: BLE001 - a failed measurement is reported as unknown, not as an error
             return None
         received_at = time.time()

@@ -290,7 +290,7 @@ class FakeSession:
 
     def request(self, method, url, data=None, headers=None, timeout=None, allow_redirects=True, **kwargs):
         with self.lock:
-            self.requests.append({"method": method, "url": url, "data": data, "timeout": timeout})
+            self.requests.append({"method": method, "url": url, "data": data, "timeout": timeout, "kwargs": kwargs})
             answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if callable(answer) and not isinstance(answer, FakeResponse):
             answer = answer(data)
@@ -298,8 +298,8 @@ class FakeSession:
             raise answer
         return answer
 
-    def head(self, url, timeout=None, allow_redirects=True):
-        return self.request("HEAD", url, timeout=timeout)
+    def head(self, url, timeout=None, allow_redirects=True, **kwargs):
+        return self.request("HEAD", url, timeout=timeout, **kwargs)
 
     def close(self):
         self.closed = True
@@ -493,3 +493,25 @@ def test_token_uri_from_key_is_used_without_override(key_data):
     assert session.requests[0]["url"] == "https://oauth2.googleapis.com/token"
     source.close()
     assert session.closed
+
+
+def test_ca_path_is_passed_per_request(key_data):
+    """requests lets REQUESTS_CA_BUNDLE override session.verify, so ca_path goes with every request."""
+    session = FakeSession(ok_response())
+    source, _ = make_source(key_data, session, ca_path="/lab/ca.pem")
+    source.token("user0001@example.test")
+    source.clock_offset()
+    assert [request["kwargs"] for request in session.requests] == [{"verify": "/lab/ca.pem"}] * 2
+    session = FakeSession(ok_response())
+    source, _ = make_source(key_data, session)
+    source.token("user0001@example.test")
+    assert session.requests[0]["kwargs"] == {}
+
+
+def test_ca_path_beats_requests_ca_bundle_on_a_real_session(key_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
+    source = go.DelegatedTokenSource(key_data, ca_path=str(tmp_path / "lab.pem"))
+    prepared = source._session.merge_environment_settings(
+        "https://127.0.0.1/token", {}, None, source._request_options.get("verify"), None
+    )
+    assert prepared["verify"] == str(tmp_path / "lab.pem")
