@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from ansible.module_utils.common import warnings as ansible_warnings
 
 from ansible_collections.nupoint.gworkspace.plugins.modules import gmail_imap_settings
 from tests.unit import keyfactory as kf
@@ -18,6 +19,8 @@ def key_text():
 
 @pytest.fixture
 def gmail(monkeypatch):
+    # AnsibleModule collects warnings in a module-global list; start every test with none.
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", [])
     fake = FakeGmail(USERS)
     created = []
 
