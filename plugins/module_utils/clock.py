@@ -73,10 +73,12 @@ Clock = Callable[[], float]
 class ClockError(Exception):
     """The offset could not be measured; ``msg`` says why, ``reason`` classifies it."""
 
-    def __init__(self, msg: str, reason: str = "other") -> None:
+    def __init__(self, msg: str, reason: str = "other", servers: Optional[List[Dict[str, Any]]] = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.reason = reason
+        # Per-server results when the measurement failed as a whole (every server reported).
+        self.servers = servers or []
 
 
 class SntpError(ClockError):
@@ -413,6 +415,7 @@ def measure_ntp(
         raise ClockError(
             "No NTP server gave usable time, so the clock offset is unknown: %s." % "; ".join(r["msg"] for r in done),
             "no_server",
+            done,
         )
     offsets = [result["offset_seconds"] for result in usable]
     offset = median(offsets)

@@ -430,14 +430,18 @@ class TimeSync:
 
     def measure(self):
         params = self.params
-        ntp = measure_ntp(
-            params["servers"],
-            params["ntp_port"],
-            params["samples"],
-            params["timeout"],
-            params["sample_interval"],
-            MAX_ROOT_DISTANCE,
-        )
+        try:
+            ntp = measure_ntp(
+                params["servers"],
+                params["ntp_port"],
+                params["samples"],
+                params["timeout"],
+                params["sample_interval"],
+                MAX_ROOT_DISTANCE,
+            )
+        except ClockError as exc:
+            self.result["server_results"] = exc.servers
+            raise
         http_date = None
         if params["http_date_url"]:
             http_date = http_date_offset(params["http_date_url"], params["ca_path"], params["timeout"])

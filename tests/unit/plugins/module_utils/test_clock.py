@@ -284,6 +284,7 @@ def test_all_servers_down_is_one_clear_error():
     assert caught.value.msg.startswith("No NTP server gave usable time")
     assert "127.0.0.1: kiss-of-death DENY" in caught.value.msg
     assert "127.0.0.2: " in caught.value.msg
+    assert [server["status"] for server in caught.value.servers] == ["kiss_of_death", "connect"]
 
 
 def test_a_crashing_query_is_a_result_not_a_traceback():

@@ -23,6 +23,8 @@ ENABLED_RECORD = "ntpd=service\n    NTPServer=127.0.0.1\n    status=enabled\n"
 
 
 def substitute(value: Any, port: int) -> Any:
+    if value == "{port}":
+        return port
     if isinstance(value, str):
         return value.replace("{port}", str(port))
     if isinstance(value, list):
