@@ -1,0 +1,92 @@
+"""workspace_imap_policy_info through ansible-playbook against the lab's emulated Cloud Identity Policy API."""
+
+from typing import Any
+
+import pytest
+
+from tests.integration.playbook import run_playbook
+
+pytestmark = [pytest.mark.lab]
+
+SCOPE = "https://www.googleapis.com/auth/cloud-identity.policies.readonly"
+MODULE = "nupoint.gworkspace.workspace_imap_policy_info"
+
+
+def play(lab: Any, **args: Any) -> list[dict[str, Any]]:
+    module_args = {
+        "src": lab.key_file,
+        "subject": lab.admin,
+        "token_uri": lab.token_uri,
+        "ca_path": lab.ca_path,
+        "api_base_url": lab.google_base_url,
+    }
+    module_args.update(args)
+    return [
+        {
+            "name": "imap policy",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [{"name": "policy", MODULE: module_args}],
+        }
+    ]
+
+
+@pytest.fixture
+def policy_lab(lab_reset):
+    lab_reset.google.authorize_scopes(lab_reset.client_id, [SCOPE])
+    return lab_reset
+
+
+def test_domain_imap_enabled(policy_lab):
+    run = run_playbook(play(policy_lab, require_enabled=True), check=True)
+    assert run.rc == 0, run.stdout + run.stderr
+    result = run.result("policy")
+    assert result["changed"] is False
+    assert (result["imap_access"], result["imap_enabled"], result["policy_readable"]) == ("enabled", True, True)
+    assert len(result["policies"]) == 1
+    assert result["policies"][0]["enabled"] is True
+    assert result["policies"][0]["org_unit"]
+    assert result["client_id"] == policy_lab.client_id
+    assert not result.get("warnings")
+
+
+def test_domain_imap_disabled_warns_or_fails(policy_lab):
+    policy_lab.google.set_domain_imap(False)
+    run = run_playbook(play(policy_lab))
+    assert run.rc == 0, run.stdout + run.stderr
+    result = run.result("policy")
+    assert (result["imap_access"], result["imap_enabled"]) == ("disabled", False)
+    assert result["disabled_org_units"] == [result["policies"][0]["org_unit"]]
+    assert any("IMAP access is disabled for the domain" in warning for warning in result["warnings"])
+    strict = run_playbook(play(policy_lab, require_enabled=True))
+    assert strict.rc != 0
+    assert "IMAP access is disabled for the domain" in strict.result("policy")["msg"]
+    policy_lab.google.set_domain_imap(True)
+    assert run_playbook(play(policy_lab, require_enabled=True)).rc == 0
+
+
+def test_scope_not_authorised_says_how_to_allow_it(lab_reset):
+    lab = lab_reset  # only https://mail.google.com/ is authorised at the lab's start
+    run = run_playbook(play(lab))
+    assert run.rc == 0, run.stdout + run.stderr
+    result = run.result("policy")
+    assert result["policy_readable"] is False
+    assert (result["failure_class"], result["reason"]) == ("token_unauthorized_scope", "unauthorized_scope")
+    assert result["imap_access"] == "unknown"
+    url = result["admin_console_url"]
+    assert "clientIdToAdd=%s" % lab.client_id in url and SCOPE in url
+    assert "[WARNING]" in run.stdout + run.stderr
+    failing = run_playbook(play(lab, fail_on_error=True))
+    assert failing.rc != 0
+    assert url in failing.result("policy")["msg"]
+
+
+def test_subject_not_an_admin_or_unknown(policy_lab):
+    run = run_playbook(play(policy_lab, subject=policy_lab.users[0]))
+    assert run.rc == 0, run.stdout + run.stderr
+    result = run.result("policy")
+    assert (result["reason"], result["http_status"]) == ("not_admin", 403)
+    assert "super administrator" in result["message"]
+    run = run_playbook(play(policy_lab, subject="ghost@" + policy_lab.domain, fail_on_error=True))
+    assert run.rc != 0
+    assert run.result("policy")["reason"] == "unknown_subject"
