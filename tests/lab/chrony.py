@@ -52,5 +52,5 @@ def start(cfg: LabConfig) -> subprocess.Popen[bytes]:
     write_config(cfg)
     log = cfg.log_file("chrony")
     proc = process.spawn([binary, "-x", "-u", "root", "-d", "-f", conf_path(cfg)], log)
-    process.wait_until(lambda: _answers(cfg), 15, "chrony NTP", proc, log)
+    process.wait_until(lambda: _answers(cfg), 30, "chrony NTP", proc, log)
     return proc

@@ -222,5 +222,5 @@ def start(cfg: LabConfig) -> subprocess.Popen[bytes]:
     write_config(cfg)
     log = cfg.log_file("dovecot")
     proc = process.spawn([DOVECOT, "-F", "-c", str(conf_path(cfg))], log, many_files=True)
-    process.wait_until(lambda: greets(cfg.imap_port, cfg.ca_path, 0.5), 20, "dovecot IMAPS", proc, log)
+    process.wait_until(lambda: greets(cfg.imap_port, cfg.ca_path, 0.5), 30, "dovecot IMAPS", proc, log)
     return proc

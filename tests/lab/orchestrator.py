@@ -176,7 +176,7 @@ def _start_google(cfg: LabConfig, state: dict[str, Any]) -> subprocess.Popen[byt
         env={**os.environ, "PYTHONPATH": str(labconfig.REPO_ROOT)},
         many_files=True,
     )
-    process.wait_until(lambda: _google_ready(cfg), 20, "emulated Google", proc, log)
+    process.wait_until(lambda: _google_ready(cfg), 30, "emulated Google", proc, log)
     return proc
 
 
@@ -206,21 +206,39 @@ def _start_sntp(cfg: LabConfig) -> subprocess.Popen[bytes]:
             return False
         return True
 
-    process.wait_until(answers, 10, "skewed SNTP responder", proc, log)
+    process.wait_until(answers, 30, "skewed SNTP responder", proc, log)
     return proc
+
+
+def signatures(cfg: LabConfig) -> dict[str, str]:
+    """Per service, a fragment of its command line that only this lab's process has.
+
+    Recorded as the PID's ``marker`` (guards against PID reuse) and used to find strays; exact
+    argument sequences, so e.g. an editor open on a config file never matches.
+    """
+    found = {
+        "google": f"-m tests.lab.google --config {cfg.google_config}",
+        "dovecot": f"{dovecot.DOVECOT} -F -c {dovecot.conf_path(cfg)}",
+        "chrony": f"chronyd -x -u root -d -f {chrony.conf_path(cfg)}",
+        "sntp": f"-m tests.lab.sntp --port {cfg.skewed_ntp_port} --offset-file {cfg.sntp_offset_file}",
+    }
+    for host in labconfig.MSL_HOSTS:
+        found[f"sshd-{host}"] = f"sshd -D -f {sshd.conf_path(cfg, host)} "
+    return found
 
 
 def _service_plan(cfg: LabConfig, state: dict[str, Any]) -> dict[str, tuple[str, int, str, Callable[[], Any]]]:
     """name -> (marker, port, protocol, start function)."""
+    marker = signatures(cfg)
     plan: dict[str, tuple[str, int, str, Callable[[], Any]]] = {
-        "google": (str(cfg.google_config), cfg.google_port, "tcp", lambda: _start_google(cfg, state)),
-        "dovecot": (str(dovecot.conf_path(cfg)), cfg.imap_port, "tcp", lambda: dovecot.start(cfg)),
-        "chrony": (chrony.conf_path(cfg), cfg.ntp_port, "udp", lambda: chrony.start(cfg)),
-        "sntp": (str(cfg.sntp_offset_file), cfg.skewed_ntp_port, "udp", lambda: _start_sntp(cfg)),
+        "google": (marker["google"], cfg.google_port, "tcp", lambda: _start_google(cfg, state)),
+        "dovecot": (marker["dovecot"], cfg.imap_port, "tcp", lambda: dovecot.start(cfg)),
+        "chrony": (marker["chrony"], cfg.ntp_port, "udp", lambda: chrony.start(cfg)),
+        "sntp": (marker["sntp"], cfg.skewed_ntp_port, "udp", lambda: _start_sntp(cfg)),
     }
     for host in labconfig.MSL_HOSTS:
         plan[f"sshd-{host}"] = (
-            str(sshd.conf_path(cfg, host)),
+            marker[f"sshd-{host}"],
             cfg.ssh_port(host),
             "tcp",
             lambda host=host: sshd.start(cfg, host, cfg.msl_root(host)),  # type: ignore[misc]
@@ -272,10 +290,11 @@ def _up_locked(cfg: LabConfig, owner: str, log: Callable[[str], None]) -> dict[s
                     f"{name}: {proto} port 127.0.0.1:{port} is taken by another process "
                     f"(another lab? choose another {labconfig.ENV_PORT_BASE})"
                 )
+            service_started = time.monotonic()
             proc = start()
             state["services"][name] = {"pid": proc.pid, "marker": marker, "port": port, "protocol": proto}
             state["pids"][name] = proc.pid
-            started.append(name)
+            started.append(f"{name} ({time.monotonic() - service_started:.1f}s)")
             save_state(cfg, state)
     except Exception:
         if fresh:
@@ -328,27 +347,27 @@ def release(cfg: LabConfig, holder: int, log: Callable[[str], None] = print) -> 
 # --- stopping -----------------------------------------------------------------------------
 
 
-def _markers(cfg: LabConfig) -> list[str]:
-    """Command-line fragments only lab processes of this state dir / port base carry."""
-    return [
-        str(cfg.google_config),
-        str(dovecot.conf_path(cfg)),
-        dovecot.instance_name(cfg) + "/",
-        chrony.conf_path(cfg),
-        str(cfg.sntp_offset_file),
-        *(str(sshd.conf_path(cfg, host)) for host in labconfig.MSL_HOSTS),
-    ]
+def strays(cfg: LabConfig) -> dict[int, str]:
+    """Running lab processes found by command line (pid -> the marker it matched).
+
+    Service signatures, plus Dovecot's children, whose process titles start with the instance name.
+    """
+    found: dict[int, str] = {}
+    for marker in signatures(cfg).values():
+        found.update(dict.fromkeys(process.find_by_marker(marker), marker))
+    children = f"dovecot-{dovecot.instance_name(cfg)}/"
+    found.update(dict.fromkeys(process.find_by_marker(children, prefix=True), children))
+    return found
 
 
 def leftovers(cfg: LabConfig, state: dict[str, Any] | None) -> list[int]:
-    """PIDs of lab processes still running: recorded PIDs plus anything with the lab's markers."""
+    """PIDs of lab processes still running: recorded PIDs plus strays."""
     pids = {
         record["pid"]
         for record in (state or {}).get("services", {}).values()
         if record.get("pid") and process.is_ours(record["pid"], record.get("marker", "\0"))
     }
-    for marker in _markers(cfg):
-        pids.update(process.find_by_marker(marker))
+    pids.update(strays(cfg))
     return sorted(pids)
 
 
@@ -363,9 +382,8 @@ def _stop_all(cfg: LabConfig, state: dict[str, Any], log: Callable[[str], None])
         record["pid"] = None
         state.get("pids", {}).pop(name, None)
     # Children that outlived their parent (or processes of a lab.json that was lost).
-    stray = leftovers(cfg, None)
-    for pid in stray:
-        process.stop(pid, "", timeout=2.0)
+    for pid, marker in strays(cfg).items():
+        process.stop(pid, marker, timeout=2.0)
     return leftovers(cfg, None)
 
 

@@ -52,6 +52,7 @@ def is_alive(pid: int) -> bool:
 
 
 def is_ours(pid: int | None, marker: str) -> bool:
+    """True if ``pid`` runs and its command line contains ``marker`` (our process, not a reused PID)."""
     return bool(pid) and is_alive(pid or 0) and marker in cmdline(pid or 0)
 
 
@@ -214,11 +215,14 @@ def log_tail(log_path: Path | None, lines: int = 15) -> str:
     return f"\n--- last lines of {log_path} ---\n" + "\n".join(tail)
 
 
-def find_by_marker(marker: str) -> list[int]:
-    """Every running process whose command line contains ``marker`` (for leak checks)."""
+def find_by_marker(marker: str, prefix: bool = False) -> list[int]:
+    """Every running process whose command line contains (or, with ``prefix``, starts with) ``marker``."""
     found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me and is_alive(int(entry)) and marker in cmdline(int(entry)):
+        if not entry.isdigit() or int(entry) == me or not is_alive(int(entry)):
+            continue
+        line = cmdline(int(entry))
+        if line.startswith(marker) if prefix else marker in line:
             found.append(int(entry))
     return found

@@ -110,7 +110,7 @@ def start(cfg: LabConfig, host: str, msl_root: Path) -> subprocess.Popen[bytes]:
     if test.returncode != 0:
         raise RuntimeError(f"sshd config for {host} rejected: {test.stderr.strip()}")
     proc = process.spawn([binary, "-D", "-f", str(conf_path(cfg, host)), "-E", str(log)], log)
-    process.wait_until(lambda: _banner(cfg.ssh_port(host)), 15, f"sshd {host}", proc, log)
+    process.wait_until(lambda: _banner(cfg.ssh_port(host)), 30, f"sshd {host}", proc, log)
     return proc
 
 
