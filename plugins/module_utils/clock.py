@@ -340,8 +340,9 @@ def query_server(
         )
         return result
     best = min(good, key=lambda sample: sample.delay)
+    offset = round(median([sample.offset for sample in good]), 6)
     result.update(
-        offset_seconds=round(median([sample.offset for sample in good]), 6),
+        offset_seconds=offset,
         delay_seconds=round(best.delay, 6),
         root_delay_seconds=round(best.root_delay, 6),
         root_dispersion_seconds=round(best.root_dispersion, 6),
@@ -364,7 +365,7 @@ def query_server(
         msg="%s: offset %+.3f s (median of %d sample%s%s), stratum %d"
         % (
             server,
-            result["offset_seconds"],
+            offset,
             len(good),
             "" if len(good) == 1 else "s",
             ", %d lost" % lost if lost else "",

@@ -36,7 +36,7 @@ description:
   - With O(manage=false) the config db is not read or written at all and the module only measures; the
     C(nupoint.gworkspace.time_sync) role uses that on hosts whose time service it configures another way (chrony).
 author:
-  - nupoint.gworkspace contributors
+  - nupoint.gworkspace maintainers (@nupoint)
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.msl
@@ -256,7 +256,7 @@ server_results:
 http_date:
   description:
     - The second opinion from O(http_date_url); V(null) when not asked for.
-    - RV(http_date.status) is V(ok), V(dns), V(connect), V(tls), V(timeout), V(bad_reply) or V(bad_url).
+    - Its C(status) is V(ok), V(dns), V(connect), V(tls), V(timeout), V(bad_reply) or V(bad_url).
   returned: always
   type: dict
   sample:

@@ -68,7 +68,7 @@ def test_request_is_a_version_4_client_packet_carrying_our_timestamp():
 
 
 def test_transmit_timestamp_is_time_with_random_low_bits():
-    stamps = {clock.new_transmit_timestamp(1000.0) for _ in range(20)}
+    stamps = {clock.new_transmit_timestamp(1000.0) for attempt in range(20)}
     assert len(stamps) > 1
     for stamp in stamps:
         assert abs(clock.ntp_to_unix(stamp) - 1000.0) < 0.001
