@@ -17,7 +17,7 @@ Reading the policy is a diagnostic: when it cannot be read, :func:`read_imap_pol
 and leaves failing to the caller.
 """
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
     SCOPE_POLICIES_READONLY,
@@ -90,7 +90,7 @@ def policy_info(policy: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def summarize_policies(policies: List[Mapping[str, Any]]) -> Dict[str, Any]:
+def summarize_policies(policies: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     """``imap_access`` (enabled / disabled / mixed / unknown), ``imap_enabled`` and the per-policy list."""
     infos = [policy_info(policy) for policy in policies]
     values = [info["enabled"] for info in infos if info["enabled"] is not None]
