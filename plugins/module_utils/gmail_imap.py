@@ -274,6 +274,9 @@ def apply_user(client: Any, user: str, wanted: Mapping[str, Any], check_mode: bo
         result["failure_class"] = exc.failure_class
         result["message"] = _api_message(exc, user)
         result["http_status"] = exc.status
+    except Exception as exc:  # noqa: BLE001 - one user's surprise must not abort the other 2,499
+        result["failure_class"] = API_FAILURE_CLASS
+        result["message"] = "Unexpected error for %s (%s: %s); please report it." % (user, type(exc).__name__, exc)
     return result
 
 

@@ -203,6 +203,13 @@ def test_apply_user_update_that_does_not_stick_is_reported():
     assert "still reports enabled=False" in result["message"]
 
 
+def test_apply_user_unexpected_error_stays_with_that_user():
+    gmail = FakeGmail(["a@example.com"], api_errors={("GET", "a@example.com"): KeyError("enableImap")})
+    result = gi.apply_user(gmail, "a@example.com", ENABLE, check_mode=False)
+    assert result["failure_class"] == "api_error"
+    assert "Unexpected error for a@example.com (KeyError" in result["message"]
+
+
 # --------------------------------------------------------------------------- many users
 
 
