@@ -561,6 +561,27 @@ class _TransportRequest(_TransportRequestBase):
             )
 
 
+class TokenResult:
+    """A minted token and how it was obtained. ``repr`` never shows the token."""
+
+    def __init__(
+        self,
+        access_token: str,
+        expiry: Optional[datetime.datetime],
+        attempts: int,
+        http_status: Optional[int],
+        server_date: Optional[str],
+    ) -> None:
+        self.access_token = access_token
+        self.expiry = expiry
+        self.attempts = attempts
+        self.http_status = http_status
+        self.server_date = server_date
+
+    def __repr__(self) -> str:
+        return "TokenResult(expiry=%r, attempts=%r, http_status=%r)" % (self.expiry, self.attempts, self.http_status)
+
+
 class DelegatedTokenSource:
     """Mints domain-wide-delegation access tokens for many users from one loaded key.
 
@@ -622,6 +643,11 @@ class DelegatedTokenSource:
 
         ``expiry`` is a naive UTC datetime (google-auth's convention) or None. Raises :class:`TokenError`.
         """
+        result = self.mint(subject, scopes)
+        return result.access_token, result.expiry
+
+    def mint(self, subject: str, scopes: Optional[Sequence[str]] = None) -> "TokenResult":
+        """Like :meth:`token`, with what it took: attempts, HTTP status, the endpoint's ``Date``."""
         credentials = self._base_credentials.with_subject(subject).with_scopes(
             list(scopes) if scopes is not None else list(self.scopes)
         )
@@ -632,7 +658,7 @@ class DelegatedTokenSource:
             raise
         except Exception as exc:  # noqa: BLE001 - RefreshError and anything else become one TokenError
             raise classify_exception(exc, request.status, max(1, request.attempts)) from None
-        return credentials.token, credentials.expiry
+        return TokenResult(credentials.token, credentials.expiry, request.attempts, request.status, request.server_date)
 
     def clock_offset(self) -> Optional[float]:
         """Seconds Google's clock is ahead of this node's (negative: behind), from the token endpoint's ``Date``.

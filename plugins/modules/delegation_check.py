@@ -268,7 +268,8 @@ def run_check(source, subject, scope):
         attempts=1,
     )
     try:
-        source.token(subject, [scope])
+        minted = source.mint(subject, [scope])
+        entry.update(http_status=minted.http_status, attempts=minted.attempts)
     except TokenError as exc:
         details = exc.as_result()
         entry.update(

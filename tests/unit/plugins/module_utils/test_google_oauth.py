@@ -383,7 +383,10 @@ def test_google_refusals_are_not_retried(key_data, body, status, failure_class):
 def test_retryable_then_success(key_data):
     session = FakeSession(FakeResponse(503, b"Service Unavailable"), FakeResponse(400, INTERNAL_FAILURE), ok_response())
     source, sleeps = make_source(key_data, session)
-    assert source.token("user0001@example.test")[0] == "ya29.unit-token-value"
+    minted = source.mint("user0001@example.test")
+    assert minted.access_token == "ya29.unit-token-value"
+    assert (minted.attempts, minted.http_status) == (3, 200)
+    assert "ya29" not in repr(minted)
     assert len(session.requests) == 3
     assert sleeps == [1.0, 2.0]
 
