@@ -1,0 +1,519 @@
+#!/usr/bin/python
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: imap_check
+short_description: Log in over IMAP (XOAUTH2) as every Advanced UM user and classify each failure
+version_added: 0.1.0
+description:
+  - Does, for every user, what NuPoint Advanced UM does to sync voice mail with Gmail, and says who would fail and
+    why - before the users notice.
+  - Per user it mints a delegated access token with the service-account key (domain-wide delegation), opens a TLS
+    connection to the IMAP server that verifies its certificate, logs in with C(AUTHENTICATE XOAUTH2), optionally opens
+    a mailbox read-only (C(EXAMINE)), and logs out. Each phase is timed.
+  - Every user gets one failure class, RV(results[].failure_class) - V(ok), the network classes V(dns), V(connect),
+    V(tls), V(timeout), the token classes V(token_unauthorized_scope), V(token_invalid_user), V(token_clock_skew),
+    V(token_invalid_key), V(token_other), and the IMAP classes V(imap_disabled) (Gmail's C([ALERT] Your account is not
+    enabled for IMAP use) or C(IMAP access is disabled for your domain)), V(imap_auth_failed) and V(imap_other).
+    C(docs/imap-check.md) says what each means and what fixes it.
+  - Checks up to O(concurrency) users at a time from one thread pool; each user has a time limit (O(user_timeout)), so a
+    slow user cannot stall the run. Only failures that can succeed on a second try (Gmail's C(Too many simultaneous
+    connections), C([UNAVAILABLE]), dropped connections, timeouts, HTTP 5xx from the token endpoint) are retried, with
+    exponential backoff.
+  - Run it on the MSL host (that is where NuPoint connects from, through its firewall, DNS and clock) or on the
+    controller.
+  - The key is O(src) or O(content), read and validated on the controller by the action plugin, or O(path), a key
+    file on the node (for example the key installed on MSL).
+  - Access tokens are never returned, logged or written to the report.
+author:
+  - nupoint.gworkspace maintainers (@nupoint)
+extends_documentation_fragment:
+  - nupoint.gworkspace.attributes
+  - nupoint.gworkspace.google
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - With O(src) or O(content), the key is read and validated on the controller.
+  check_mode:
+    support: full
+    details:
+      - The logins change nothing and run in check mode too; the O(report_path) files are not written in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - The module changes nothing; RV(changed) is always V(false).
+options:
+  src:
+    description:
+      - Path of the service-account JSON key on the controller (looked up like M(ansible.builtin.copy)'s C(src); may be
+        ansible-vault encrypted).
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: path
+  content:
+    description:
+      - The JSON key itself, for example from a vault variable.
+    type: str
+  path:
+    description:
+      - Path of the JSON key file on the node that runs the module, for example
+        C(/var/lib/nupoint/oauth/service-account.json) on MSL.
+    type: path
+  users:
+    description:
+      - Addresses of the users to check (primary addresses).
+      - Exactly one of O(users) and O(users_file) is required.
+      - Blank entries, duplicates (compared case-insensitively) and invalid addresses are dropped with a warning.
+    type: list
+    elements: str
+  users_file:
+    description:
+      - A file on the node listing the users, either a CSV file whose header names an C(email) column (C(primaryEmail), as
+        GAM prints it, works too), or one address per line (lines starting with C(#) are comments).
+      - Cleaned like O(users).
+    type: path
+  imap_host:
+    description:
+      - The IMAP server NuPoint syncs with.
+    type: str
+    default: imap.gmail.com
+  imap_port:
+    description:
+      - Its port, implicit TLS (IMAPS).
+    type: int
+    default: 993
+  scope:
+    description:
+      - The scope of the delegated token used for the login. Gmail's IMAP needs V(https://mail.google.com/).
+    type: str
+    default: https://mail.google.com/
+  select_mailbox:
+    description:
+      - Mailbox to open read-only (C(EXAMINE)) after the login, proving the mailbox is usable and not only the login.
+      - Empty to log in and out only.
+    type: str
+    default: INBOX
+  concurrency:
+    description:
+      - How many users are checked at the same time (threads, and keep-alive connections to the token endpoint).
+      - The default suits a LAN; over a WAN with tens of milliseconds of round trip, 32 to 64 is faster. Gmail limits
+        simultaneous IMAP connections per user, not per client, and each check holds one connection per user.
+    type: int
+    default: 16
+  user_timeout:
+    description:
+      - Most seconds spent on one user, retries included. A user over it is classified V(timeout).
+      - O(timeout) limits each network operation.
+    type: float
+    default: 60
+  max_users:
+    description:
+      - Refuse to check more users than this. NuPoint Advanced UM supports at most 2,500 users.
+    type: int
+    default: 2500
+  enforce_user_limit:
+    description:
+      - With V(false), more than O(max_users) users are checked anyway, with a warning.
+    type: bool
+    default: true
+  fail_threshold:
+    description:
+      - How many failed users fail the task. A whole number is a count (V(0), the default, fails the task on any
+        failure; V(10) tolerates ten), a number below 1 with a decimal point is a fraction (V(0.05)), and a string
+        ending in C(%) is a percentage (V(5%)).
+      - The results are returned either way.
+    type: raw
+    default: 0
+  report_path:
+    description:
+      - Write a JSON report (summary and every user's result) to this path on the node, and a CSV report (one row per
+        user) next to it, with a C(.csv) suffix in place of C(.json).
+      - Written atomically with mode C(0600), because they list users. Not written in check mode.
+    type: path
+  return_results:
+    description:
+      - Return RV(results), one entry per user. With V(false), only RV(summary) and RV(failed_users) are returned, which
+        keeps the task result small for thousands of users (use O(report_path) for the rest).
+    type: bool
+    default: true
+notes:
+  - The token endpoint and the IMAP server are both verified against O(ca_path) when it is set, else against the
+    node's CA store.
+  - NuPoint does not use the O(select_mailbox) check; it is there to tell a user who can log in but whose mailbox
+    cannot be opened from one who cannot log in.
+  - Requires C(imapclient) on the node, in addition to the libraries of the O(token_uri) options.
+seealso:
+  - module: nupoint.gworkspace.delegation_check
+  - module: nupoint.gworkspace.gmail_imap_settings
+  - name: IMAP and XOAUTH2 (Google)
+    description: Google's description of the XOAUTH2 SASL mechanism for IMAP.
+    link: https://developers.google.com/gmail/imap/xoauth2-protocol
+"""
+
+EXAMPLES = r"""
+- name: Check every Advanced UM user from MSL with the key NuPoint uses
+  nupoint.gworkspace.imap_check:
+    path: /var/lib/nupoint/oauth/service-account.json
+    users_file: /root/um-users.csv
+    report_path: /var/tmp/imap-check.json
+    fail_threshold: 0
+  register: imap
+
+- name: Check two users from the controller with a vaulted key, tolerating 5 % failures
+  nupoint.gworkspace.imap_check:
+    src: files/nupoint-um-sa.json
+    users:
+      - alice@example.com
+      - bob@example.com
+    fail_threshold: 5%
+  delegate_to: localhost
+  register: imap
+
+- name: Over a WAN, check more users at a time and keep the task result small
+  nupoint.gworkspace.imap_check:
+    path: /var/lib/nupoint/oauth/service-account.json
+    users_file: /root/um-users.txt
+    concurrency: 48
+    return_results: false
+    report_path: /var/tmp/imap-check.json
+  register: imap
+
+- name: Show who cannot sync and why
+  ansible.builtin.debug:
+    msg: "{{ imap.failed_users | map(attribute='user') | zip(imap.failed_users | map(attribute='failure_class')) | list }}"
+  when: imap.summary.failed > 0
+"""
+
+RETURN = r"""
+summary:
+  description: Totals for the run.
+  returned: always, unless the users could not be read
+  type: dict
+  contains:
+    total:
+      description: Users checked (after cleaning).
+      type: int
+      sample: 2500
+    ok:
+      description: Users whose login succeeded.
+      type: int
+      sample: 2497
+    failed:
+      description: Users whose check failed.
+      type: int
+      sample: 3
+    by_class:
+      description: Number of users per failure class; every class is present, with V(0) when none.
+      type: dict
+      sample: {"ok": 2497, "imap_disabled": 2, "token_invalid_user": 1, "connect": 0}
+    duration_seconds:
+      description: Wall time of the checks.
+      type: float
+      sample: 21.4
+    users_per_second:
+      description: Users checked per second.
+      type: float
+      sample: 116.8
+    concurrency:
+      description: Users checked at a time.
+      type: int
+      sample: 16
+    latency_ms:
+      description: Per phase (C(token), C(connect), C(auth), C(select), C(total)), the median (C(p50)), 95th
+        percentile (C(p95)) and maximum (C(max)) in milliseconds, over the users that reached the phase.
+      type: dict
+      sample: {"auth": {"max": 80.2, "p50": 9.1, "p95": 20.3}}
+failed_users:
+  description: The users that failed, with their class and the server's or Google's words.
+  returned: always, unless the users could not be read
+  type: list
+  elements: dict
+  sample: [{"user": "bob@example.com", "failure_class": "imap_disabled",
+            "message": "The IMAP server refused the XOAUTH2 login: [ALERT] Your account is not enabled for IMAP use..."}]
+results:
+  description: One entry per user, in the order given.
+  returned: when O(return_results) is V(true)
+  type: list
+  elements: dict
+  contains:
+    user:
+      description: The address checked.
+      type: str
+    failure_class:
+      description: V(ok) or the failure class.
+      type: str
+    phase:
+      description: Where it failed - V(token), V(connect) (TCP, TLS and greeting), V(auth), V(select); V(null) when ok.
+      type: str
+    message:
+      description: What failed and what to do; empty when ok.
+      type: str
+    attempts:
+      description: Attempts made (retries of retryable failures included).
+      type: int
+    latency_ms:
+      description: Milliseconds per phase that ran (C(token), C(connect), C(auth), C(select)) and C(total).
+      type: dict
+      sample: {"token": 12.1, "connect": 8.3, "auth": 9.0, "select": 1.2, "total": 31.0}
+    google_error:
+      description: Google's OAuth error code when the token was refused.
+      type: str
+      returned: when Google refused the token
+users_count:
+  description: Users checked, after cleaning.
+  returned: always
+  type: int
+  sample: 2500
+skipped_users:
+  description: What was dropped from the user list - C(blank) (a count), C(duplicate) and C(invalid) (lists).
+  returned: always
+  type: dict
+  sample: {"blank": 2, "duplicate": ["alice@example.com"], "invalid": ["'bob@' (users_file line 7)"]}
+report:
+  description: Paths of the written reports.
+  returned: when O(report_path) is set and not in check mode
+  type: dict
+  sample: {"json": "/var/tmp/imap-check.json", "csv": "/var/tmp/imap-check.csv"}
+client_id:
+  description: The service account's client ID (the one authorised in the Admin console).
+  returned: when the key could be loaded
+  type: str
+client_email:
+  description: The service account's e-mail.
+  returned: when the key could be loaded
+  type: str
+"""
+
+import os
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
+    GOOGLE_AUTH_IMPORT_ERROR,
+    HAS_GOOGLE_AUTH,
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    SCOPE_MAIL,
+    TokenError,
+    google_argument_spec,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.imap_probe import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_IMAP_HOST,
+    DEFAULT_IMAP_PORT,
+    DEFAULT_MAILBOX,
+    DEFAULT_USER_TIMEOUT,
+    HAS_IMAPCLIENT,
+    IMAPCLIENT_IMPORT_ERROR,
+    MAX_CONCURRENCY,
+    NUPOINT_MAX_USERS,
+    ImapChecker,
+    clean_users,
+    describe_threshold,
+    enforce_max_users,
+    failed_users,
+    new_ssl_context,
+    new_token_source,
+    parse_fail_threshold,
+    parse_users_file,
+    threshold_exceeded,
+    write_report,
+)
+
+
+def argument_spec():
+    spec = dict(
+        src=dict(type="path"),
+        content=dict(type="str", no_log=True),
+        path=dict(type="path"),
+        users=dict(type="list", elements="str"),
+        users_file=dict(type="path"),
+        imap_host=dict(type="str", default=DEFAULT_IMAP_HOST),
+        imap_port=dict(type="int", default=DEFAULT_IMAP_PORT),
+        scope=dict(type="str", default=SCOPE_MAIL),
+        select_mailbox=dict(type="str", default=DEFAULT_MAILBOX),
+        concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
+        user_timeout=dict(type="float", default=DEFAULT_USER_TIMEOUT),
+        max_users=dict(type="int", default=NUPOINT_MAX_USERS),
+        enforce_user_limit=dict(type="bool", default=True),
+        fail_threshold=dict(type="raw", default=0),
+        report_path=dict(type="path"),
+        return_results=dict(type="bool", default=True),
+    )
+    spec.update(google_argument_spec())
+    return spec
+
+
+def read_node_file(module, path, option, binary=True):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        module.fail_json(msg="Cannot read %s %s on this node: %s." % (option, path, exc.strerror), field=option)
+    return data if binary else data.decode("utf-8-sig", "replace")
+
+
+def load_users(module, params):
+    if params["users_file"] is not None:
+        text = read_node_file(module, params["users_file"], "users_file", binary=False)
+        return clean_users(parse_users_file(text), "users_file")
+    return clean_users(params["users"] or [], "users")
+
+
+def check_options(module, params):
+    if params["concurrency"] < 1 or params["concurrency"] > MAX_CONCURRENCY:
+        module.fail_json(msg="concurrency must be between 1 and %d, not %d." % (MAX_CONCURRENCY, params["concurrency"]))
+    for name in ("user_timeout", "timeout"):
+        if params[name] <= 0:
+            module.fail_json(msg="%s must be more than 0 seconds." % name)
+    if params["retries"] < 0:
+        module.fail_json(msg="retries must be 0 or more.")
+    if params["max_users"] < 1:
+        module.fail_json(msg="max_users must be at least 1.")
+    if not 0 < params["imap_port"] < 65536:
+        module.fail_json(msg="imap_port %d is not a TCP port." % params["imap_port"])
+    try:
+        return parse_fail_threshold(params["fail_threshold"])
+    except ValueError as exc:
+        module.fail_json(msg="fail_threshold: %s." % exc)
+
+
+def summary_message(summary, threshold, exceeded):
+    counts = ", ".join(
+        "%s %d" % (name, count) for name, count in sorted(summary["by_class"].items()) if count and name != "ok"
+    )
+    text = "IMAP login ok for %d of %d users in %.1f s (%.0f users/s)" % (
+        summary["ok"],
+        summary["total"],
+        summary["duration_seconds"],
+        summary["users_per_second"],
+    )
+    if summary["failed"]:
+        text += "; %d failed: %s" % (summary["failed"], counts)
+        text += (
+            ". More than the fail_threshold (%s) allows." % describe_threshold(threshold)
+            if exceeded
+            else ", within fail_threshold (%s)." % describe_threshold(threshold)
+        )
+        text += " See failed_users; docs/imap-check.md explains each class."
+    else:
+        text += "."
+    return text
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("src", "content", "path"), ("users", "users_file")],
+        required_one_of=[("content", "path", "src"), ("users", "users_file")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not HAS_GOOGLE_AUTH:
+        module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    if not HAS_IMAPCLIENT:
+        module.fail_json(msg=missing_required_lib("imapclient"), exception=IMAPCLIENT_IMPORT_ERROR)
+    if params["content"] is None and params["path"] is None:
+        module.fail_json(
+            msg="No key reached the module: src is read on the controller by the action plugin. Set src, content or "
+            "path (a key file on this node).",
+            field="src",
+        )
+    threshold = check_options(module, params)
+
+    users, warnings, skipped = load_users(module, params)
+    for warning in warnings:
+        module.warn(warning)
+    if not users:
+        module.fail_json(msg="No valid user address to check.", users_count=0, skipped_users=skipped)
+    limit = enforce_max_users(len(users), params["max_users"], params["enforce_user_limit"])
+    if limit is not None and not limit.startswith("warning:"):
+        module.fail_json(msg=limit, users_count=len(users), skipped_users=skipped)
+    if limit is not None:
+        module.warn(limit[len("warning: ") :])
+
+    key_text = params["content"] if params["content"] is not None else read_node_file(module, params["path"], "path")
+    concurrency = min(params["concurrency"], len(users))
+    try:
+        source = new_token_source(
+            key_text,
+            params["scope"],
+            token_uri=params["token_uri"],
+            ca_path=params["ca_path"],
+            timeout=params["timeout"],
+            retries=params["retries"],
+            concurrency=concurrency,
+        )
+    except TokenError as exc:
+        module.fail_json(msg=exc.msg, failure_class=exc.failure_class, users_count=len(users), skipped_users=skipped)
+    try:
+        ssl_context = new_ssl_context(params["ca_path"])
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg="Cannot load ca_path %s: %s." % (params["ca_path"], exc), field="ca_path")
+
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        checker = ImapChecker(
+            source,
+            params["imap_host"],
+            params["imap_port"],
+            ssl_context=ssl_context,
+            timeout=params["timeout"],
+            user_timeout=params["user_timeout"],
+            retries=params["retries"],
+            select_mailbox=params["select_mailbox"],
+        )
+        results, summary = checker.run(users, concurrency)
+    except Exception as exc:  # noqa: BLE001 - an unexpected error still reports, with its traceback
+        module.fail_json(msg="The IMAP check failed unexpectedly: %s" % exc, exception=traceback.format_exc())
+    finally:
+        source.close()
+
+    exceeded = threshold_exceeded(summary["failed"], summary["total"], threshold)
+    result = dict(
+        changed=False,
+        msg=summary_message(summary, threshold, exceeded),
+        summary=summary,
+        failed_users=failed_users(results),
+        users_count=len(users),
+        skipped_users=skipped,
+        client_id=source.client_id,
+        client_email=source.client_email,
+    )
+    if params["return_results"]:
+        result["results"] = results
+    if params["report_path"] and not module.check_mode:
+        meta = dict(
+            started_at=started_at,
+            imap_host=params["imap_host"],
+            imap_port=params["imap_port"],
+            select_mailbox=params["select_mailbox"],
+            client_id=source.client_id,
+            client_email=source.client_email,
+            node=os.uname()[1],
+        )
+        try:
+            result["report"] = write_report(params["report_path"], results, summary, meta)
+        except OSError as exc:
+            result["msg"] += " The report could not be written to %s: %s." % (params["report_path"], exc)
+            module.fail_json(**result)
+    if exceeded:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
