@@ -35,6 +35,18 @@ options:
       - B(Assumption) to confirm on your NuPoint release; see C(docs/msl-assumptions.md).
     type: path
     default: /var/lib/nupoint/oauth
+  credential_key_file:
+    description:
+      - Name of the JSON key file in O(credential_dir).
+      - B(Assumption) to confirm on your NuPoint release.
+    type: str
+    default: service-account.json
+  credential_p12_file:
+    description:
+      - Name of the P12 key file in O(credential_dir), for NuPoint releases that still read it.
+      - B(Assumption) to confirm on your NuPoint release.
+    type: str
+    default: service-account.p12
   credential_record:
     description:
       - Record in the O(db_name) db where the installed key's client ID, e-mail, fingerprint and install time

@@ -39,6 +39,8 @@ DEFAULTS = {
     "ntp_event": "timeserver-update",
     # Assumptions (to be confirmed on a real NuPoint server): where the OAuth credentials live.
     "credential_dir": "/var/lib/nupoint/oauth",
+    "credential_key_file": "service-account.json",
+    "credential_p12_file": "service-account.p12",
     "credential_record": "nupoint-oauth",
     "credential_record_type": "service",
     "credential_event": "nupoint-oauth-update",
@@ -59,6 +61,8 @@ def msl_credentials_argument_spec() -> Dict[str, Dict[str, object]]:
     spec = msl_argument_spec()
     spec.update(
         credential_dir=dict(type="path", default=DEFAULTS["credential_dir"]),
+        credential_key_file=dict(type="str", default=DEFAULTS["credential_key_file"]),
+        credential_p12_file=dict(type="str", default=DEFAULTS["credential_p12_file"]),
         credential_record=dict(type="str", default=DEFAULTS["credential_record"]),
         credential_event=dict(type="str", default=DEFAULTS["credential_event"]),
     )
@@ -273,8 +277,8 @@ def signal_event(run_command: RunCommand, event: str, command: str = DEFAULTS["s
 # paths, record and event are assumptions (docs/msl-assumptions.md); the defaults are in DEFAULTS.
 # The key is parsed with the standard library only: MSL has no 'cryptography'.
 
-CREDENTIAL_JSON_NAME = "service-account.json"
-CREDENTIAL_P12_NAME = "service-account.p12"
+CREDENTIAL_JSON_NAME = DEFAULTS["credential_key_file"]
+CREDENTIAL_P12_NAME = DEFAULTS["credential_p12_file"]
 CREDENTIAL_FILE_MODE = 0o600
 CREDENTIAL_DIR_MODE = 0o700
 # Record properties; ClientId, ClientEmail, Fingerprint, InstalledAt, KeyFile, P12File per docs/lab-contract.md,
@@ -513,13 +517,22 @@ class CredentialStore:
         directory: str = DEFAULTS["credential_dir"],
         record: str = DEFAULTS["credential_record"],
         record_type: str = DEFAULTS["credential_record_type"],
+        key_file: str = CREDENTIAL_JSON_NAME,
+        p12_file: str = CREDENTIAL_P12_NAME,
     ) -> None:
+        for name in (key_file, p12_file):
+            if not name or os.path.basename(name) != name or name.startswith("."):
+                raise MslError("%r is not a plain file name (the files live directly in credential_dir)." % name)
+        if key_file == p12_file:
+            raise MslError("credential_key_file and credential_p12_file must differ.")
         self.db = db
         self.directory = directory
         self.record = record
         self.record_type = record_type
-        self.json_path = os.path.join(directory, CREDENTIAL_JSON_NAME)
-        self.p12_path = os.path.join(directory, CREDENTIAL_P12_NAME)
+        self.key_file = key_file
+        self.p12_file = p12_file
+        self.json_path = os.path.join(directory, key_file)
+        self.p12_path = os.path.join(directory, p12_file)
 
     # -- reading
     def inspect(self) -> Dict[str, Any]:
@@ -684,9 +697,9 @@ class CredentialStore:
             staged: List[Tuple[str, str]] = []
             try:
                 if "key_file" in changes:
-                    staged.append((stage_file(self.directory, CREDENTIAL_JSON_NAME, content), self.json_path))
+                    staged.append((stage_file(self.directory, self.key_file, content), self.json_path))
                 if "p12_file" in changes and p12 is not None:
-                    staged.append((stage_file(self.directory, CREDENTIAL_P12_NAME, p12), self.p12_path))
+                    staged.append((stage_file(self.directory, self.p12_file, p12), self.p12_path))
                 # Every file is staged: only now replace the live ones.
                 while staged:
                     tmp_path, path = staged[0]

@@ -127,8 +127,14 @@ def run_module():
     # A missing tool raises OSError: msl.py turns it into a message naming the option to set.
     run_command = partial(module.run_command, handle_exceptions=False)
     db = ConfigDb(run_command, params["db_command"], params["db_name"])
-    store = CredentialStore(db, params["credential_dir"], params["credential_record"])
     try:
+        store = CredentialStore(
+            db,
+            params["credential_dir"],
+            params["credential_record"],
+            key_file=params["credential_key_file"],
+            p12_file=params["credential_p12_file"],
+        )
         state = store.inspect()
     except MslError as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())

@@ -293,3 +293,22 @@ def test_no_key_material_in_views(store):
     rendered = json.dumps([plan, store.inspect()])
     for marker in kf.secret_markers(key):
         assert marker not in rendered
+
+
+def test_custom_file_names(host):
+    db = msl.ConfigDb(host.run_command, host.db_command)
+    store = msl.CredentialStore(db, host.credential_dir, key_file="nupoint.json", p12_file="nupoint.p12")
+    _key, content = key_bytes()
+    install(store, content, p12=b"\x30p12")
+    assert sorted(os.listdir(host.credential_dir)) == ["nupoint.json", "nupoint.p12"]
+    assert store.db.getprop("nupoint-oauth", "KeyFile") == os.path.join(host.credential_dir, "nupoint.json")
+    assert store.inspect()["consistent"] is True
+
+
+@pytest.mark.parametrize(
+    ("key_file", "p12_file"), [("../x.json", "a.p12"), ("a/b.json", "a.p12"), ("", "a.p12"), ("same", "same")]
+)
+def test_file_names_must_be_plain_and_distinct(host, key_file, p12_file):
+    db = msl.ConfigDb(host.run_command, host.db_command)
+    with pytest.raises(msl.MslError):
+        msl.CredentialStore(db, host.credential_dir, key_file=key_file, p12_file=p12_file)
