@@ -21,6 +21,7 @@ Results use the collection's failure vocabulary (``ok``, token and network class
 
 import csv
 import io
+import math
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -350,12 +351,43 @@ def summarize(results: Iterable[Mapping[str, Any]], duration: float) -> Dict[str
     }
 
 
-def threshold_exceeded(failed: int, total: int, fail_threshold: float) -> bool:
-    """Whether ``failed`` users fail the task: more than ``fail_threshold`` users, or, when 0 < threshold < 1,
-    more than that fraction of ``total``."""
-    if 0 < fail_threshold < 1:
-        return total > 0 and failed / float(total) > fail_threshold
-    return failed > fail_threshold
+def parse_fail_threshold(value: Any) -> Tuple[str, float]:
+    """``("count", n)`` or ``("fraction", f)`` from ``fail_threshold``, read the way ``imap_check`` reads it.
+
+    A whole number is a count of failed users (``0``: any failure fails the task), a number with a
+    decimal point below 1 a fraction (``0.05``), a string ending in ``%`` a percentage (``5%``).
+    Raises :class:`SettingsInputError`.
+    """
+    text = str(value).strip()
+    try:
+        if isinstance(value, bool) or not text:
+            raise ValueError
+        if text.endswith("%"):
+            number = float(text[:-1])
+            if 0 <= number <= 100:
+                return "fraction", number / 100.0
+            raise ValueError
+        number = float(text)
+        if number < 0 or not math.isfinite(number):
+            raise ValueError
+        if isinstance(value, int) or text.isdigit() or (number >= 1 and number == int(number)):
+            return "count", number
+        if number < 1:
+            return "fraction", number
+        raise ValueError
+    except ValueError:
+        raise SettingsInputError(
+            "fail_threshold must be a whole count of users (0, 10), a fraction below 1 (0.05) or a percentage "
+            "(5%%), got %r." % (value,)
+        ) from None
+
+
+def threshold_exceeded(failed: int, total: int, threshold: Tuple[str, float]) -> bool:
+    """Whether ``failed`` of ``total`` users is more than ``threshold`` (from :func:`parse_fail_threshold`) allows."""
+    kind, number = threshold
+    if kind == "count":
+        return failed > number
+    return total > 0 and failed / float(total) > number
 
 
 def diff_of(results: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:

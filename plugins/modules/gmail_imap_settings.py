@@ -104,11 +104,11 @@ options:
     default: 16
   fail_threshold:
     description:
-      - How many failed users the task tolerates before it fails.
-      - A number of users (V(0), the default, fails the task when any user failed), or a fraction of the users
-        when between 0 and 1 (V(0.05) tolerates up to 5%).
-      - Results are returned either way.
-    type: float
+      - How many failed users fail the task, as in M(nupoint.gworkspace.imap_check). A whole number is a count
+        (V(0), the default, fails the task on any failure; V(10) tolerates ten), a number below 1 with a decimal
+        point is a fraction (V(0.05)), and a string ending in C(%) is a percentage (V(5%)).
+      - The results are returned either way.
+    type: raw
     default: 0
 seealso:
   - module: nupoint.gworkspace.workspace_imap_policy_info
@@ -159,7 +159,7 @@ EXAMPLES = r"""
       - user: kiosk@example.com
         enabled: false
     users_file: /srv/nupoint/um-users.txt
-    fail_threshold: 0.02
+    fail_threshold: 2%
   delegate_to: localhost
   run_once: true
 """
@@ -290,7 +290,7 @@ def argument_spec():
         expunge_behavior=dict(type="str", choices=list(gmail_imap.EXPUNGE_BEHAVIORS)),
         max_folder_size=dict(type="int", choices=list(gmail_imap.MAX_FOLDER_SIZES)),
         concurrency=dict(type="int", default=gmail_imap.DEFAULT_CONCURRENCY),
-        fail_threshold=dict(type="float", default=0.0),
+        fail_threshold=dict(type="raw", default=0),
     )
     spec.update(google_argument_spec())
     return spec
@@ -321,10 +321,9 @@ def run_module():
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     if params["concurrency"] < 1:
         module.fail_json(msg="concurrency must be at least 1.")
-    if params["fail_threshold"] < 0:
-        module.fail_json(msg="fail_threshold must be 0 or more.")
 
     try:
+        threshold = gmail_imap.parse_fail_threshold(params["fail_threshold"])
         file_addresses, warnings = [], []
         if params["users_file"]:
             file_addresses, warnings = read_users_file(params["users_file"])
@@ -367,7 +366,7 @@ def run_module():
         output["admin_console_url"] = admin_console_url(client.client_id, gmail_imap.CONSOLE_SCOPES)
     if not targets:
         module.warn("No users to handle: users and users_file gave no valid address.")
-    if gmail_imap.threshold_exceeded(summary["failed"], summary["total"], params["fail_threshold"]):
+    if gmail_imap.threshold_exceeded(summary["failed"], summary["total"], threshold):
         module.fail_json(msg=failure_message(summary, failed_users, output.get("admin_console_url")), **output)
     module.exit_json(**output)
 

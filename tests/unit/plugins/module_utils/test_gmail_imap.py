@@ -277,11 +277,40 @@ def test_no_thread_per_user():
 
 
 @pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        (0, ("count", 0)),
+        (10, ("count", 10)),
+        ("3", ("count", 3)),
+        (0.05, ("fraction", 0.05)),
+        ("0.5", ("fraction", 0.5)),
+        ("5%", ("fraction", 0.05)),
+        (2.0, ("count", 2)),
+    ],
+)
+def test_parse_fail_threshold(value, parsed):
+    assert gi.parse_fail_threshold(value) == parsed
+
+
+@pytest.mark.parametrize("value", [-1, "1.5", "150%", "many", True, "", float("nan"), "inf"])
+def test_bad_fail_threshold(value):
+    with pytest.raises(gi.SettingsInputError, match="fail_threshold must be"):
+        gi.parse_fail_threshold(value)
+
+
+@pytest.mark.parametrize(
     ("failed", "total", "threshold", "exceeded"),
-    [(0, 10, 0, False), (1, 10, 0, True), (2, 10, 2, False), (3, 10, 2, True), (1, 10, 0.1, False), (2, 10, 0.1, True)],
+    [
+        (0, 10, 0, False),
+        (1, 10, 0, True),
+        (2, 10, 2, False),
+        (3, 10, 2, True),
+        (1, 10, 0.1, False),
+        (2, 10, "10%", True),
+    ],
 )
 def test_threshold(failed, total, threshold, exceeded):
-    assert gi.threshold_exceeded(failed, total, threshold) is exceeded
+    assert gi.threshold_exceeded(failed, total, gi.parse_fail_threshold(threshold)) is exceeded
 
 
 def test_diff_lists_only_changing_users():

@@ -114,7 +114,7 @@ def test_unknown_user_fails_the_task_with_a_per_user_result(run_module, gmail, k
 
 def test_fail_threshold_tolerates_failures(run_module, gmail, key_text):
     result = run_module(
-        gmail_imap_settings, {"content": key_text, "users": ["ghost@example.test", *USERS], "fail_threshold": 0.25}
+        gmail_imap_settings, {"content": key_text, "users": ["ghost@example.test", *USERS], "fail_threshold": "25%"}
     )
     assert not result.get("failed")
     assert result["summary"]["failed"] == 1
@@ -148,6 +148,7 @@ def test_key_from_a_path_on_the_node(run_module, gmail, key_text, tmp_path):
         ({"content": "{not json", "users": USERS}, "not complete JSON"),
         ({"content": "KEY", "users": [{"user": "a@example.test", "max_folder_size": 3}]}, "max_folder_size must be"),
         ({"content": "KEY", "users": USERS, "concurrency": 0}, "concurrency must be at least 1"),
+        ({"content": "KEY", "users": USERS, "fail_threshold": "lots"}, "fail_threshold must be"),
         ({"content": "KEY"}, "one of the following is required: users, users_file"),
         ({"content": "KEY", "users_file": "/nonexistent/users.txt"}, "Cannot read users_file"),
     ],
