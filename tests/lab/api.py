@@ -52,6 +52,18 @@ class Lab:
         self.reload()
         return len(orchestrator.running_services(self.data)) == len(orchestrator.SERVICES)
 
+    def stop_service(self, name: str) -> None:
+        """Stop one service, e.g. ``dovecot`` for an outage test; :meth:`start_services` brings it back."""
+        remaining = orchestrator.stop_service(self.cfg, name)
+        if remaining:
+            raise RuntimeError(f"{name}: pids {remaining} survived")
+        self.reload()
+
+    def start_services(self) -> None:
+        """Start whatever is stopped (same files and identities; the lab's owner is kept)."""
+        orchestrator.up(self.cfg, owner=str(self.data.get("owner", "pytest")), log=lambda _message: None)
+        self.reload()
+
     # --- locations ------------------------------------------------------------------------
     @property
     def state_dir(self) -> str:

@@ -393,6 +393,25 @@ def down(cfg: LabConfig, log: Callable[[str], None] = print) -> list[int]:
         return _down_locked(cfg, load_state(cfg) or {}, log)
 
 
+def stop_service(cfg: LabConfig, name: str) -> list[int]:
+    """Stop one service (outage tests); ``up`` starts it again with the same files and identities.
+
+    Returns PIDs that could not be stopped (empty on success).
+    """
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    with locked(cfg):
+        state = load_state(cfg) or {}
+        record = state.get("services", {}).get(name)
+        if not record or not record.get("pid"):
+            return []
+        remaining = process.stop(record["pid"], record.get("marker", "\0"))
+        record["pid"] = None
+        state.get("pids", {}).pop(name, None)
+        save_state(cfg, state)
+        return remaining
+
+
 def _down_locked(cfg: LabConfig, state: dict[str, Any], log: Callable[[str], None]) -> list[int]:
     was_running = running_services(state)
     remaining = _stop_all(cfg, state, log)
