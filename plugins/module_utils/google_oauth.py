@@ -148,7 +148,7 @@ _ERROR_CODE_RE = re.compile(r"^([a-z_]+)(?::\s*(.*))?$", re.DOTALL)
 def google_argument_spec() -> Dict[str, Dict[str, Any]]:
     """Options of every module that talks to Google (doc fragment ``nupoint.gworkspace.google``)."""
     return dict(
-        token_uri=dict(type="str"),
+        token_uri=dict(type="str", no_log=False),  # a URL; "token" in the name only looks secret
         ca_path=dict(type="path"),
         timeout=dict(type="float", default=DEFAULT_TIMEOUT),
         retries=dict(type="int", default=DEFAULT_RETRIES),

@@ -17,7 +17,7 @@ description:
     (the key, or the service account, was deleted or disabled), V(token_other), and the network classes V(dns),
     V(connect), V(tls), V(timeout).
   - When scopes are missing, returns RV(admin_console_url), a link that opens the Admin console's domain-wide
-    delegation page with the client ID and the scopes filled in, and a RV(msg) that says exactly what to paste where.
+    delegation page with the client ID and the scopes filled in, and a C(msg) that says exactly what to paste where.
   - Measures this node's clock against the token endpoint's HTTP C(Date) header (GAM's method), warns above
     O(clock_offset_warn_seconds), and names the clock as the cause when Google refuses the JWT's time.
   - Replaces the manual step "authorize the client ID's scopes in the Admin console" with a check that proves it.
@@ -25,7 +25,7 @@ description:
     file on the node that runs the module (for example the key installed on MSL).
   - Access tokens are requested only to prove they can be; they are never returned or logged.
 author:
-  - nupoint.gworkspace contributors
+  - nupoint.gworkspace maintainers (@nupoint)
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.attributes.INFO_MODULE
@@ -181,7 +181,8 @@ admin_console_url:
     - Opening it replaces the client ID's scope list with exactly the checked scopes.
   returned: always
   type: str
-  sample: https://admin.google.com/ac/owl/domainwidedelegation?clientScopeToAdd=https://mail.google.com/&clientIdToAdd=110123456789012345678&overwriteClientId=true
+  sample: >-
+    https://admin.google.com/ac/owl/domainwidedelegation?clientScopeToAdd=https://mail.google.com/&clientIdToAdd=110123456789012345678&overwriteClientId=true
 client_id:
   description: Client ID of the service account (what the Admin console's domain-wide delegation entry lists).
   returned: always

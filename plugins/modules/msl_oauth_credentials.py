@@ -21,7 +21,7 @@ description:
   - Idempotent by content and metadata; a different key replaces the old one (kept as a backup with O(backup)).
   - The MSL side uses only the Python standard library (Python 3.6 or later), so nothing needs installing on MSL.
 author:
-  - nupoint.gworkspace contributors
+  - nupoint.gworkspace maintainers (@nupoint)
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.msl

@@ -15,7 +15,7 @@ description:
   - After an MSL restore it reports RV(present=false), because the OAuth data is not part of MSL backups.
   - Uses only the Python standard library on MSL (Python 3.6 or later). Never returns key material.
 author:
-  - nupoint.gworkspace contributors
+  - nupoint.gworkspace maintainers (@nupoint)
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.attributes.INFO_MODULE
