@@ -20,6 +20,7 @@ from imapclient import exceptions as imapclient_exceptions
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_probe as ip
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.keepalive_http import KeepAliveSession
 
 # Gmail's refusals, verbatim (the text after "a1 NO ").
 GMAIL_USER_DISABLED = (
@@ -701,7 +702,7 @@ def test_write_report_replaces_atomically_and_cleans_up_on_error(tmp_path, monke
 # --------------------------------------------------------------------------- token session
 
 
-def test_token_session_reads_the_environment_once(monkeypatch, tmp_path):
+def test_token_source_reads_the_environment_once(monkeypatch, tmp_path):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
@@ -709,12 +710,16 @@ def test_token_session_reads_the_environment_once(monkeypatch, tmp_path):
 
     source = ip.new_token_source(kf.key_json(), "https://mail.google.com/", concurrency=7)
     session = source._session
-    assert session.trust_env is False
+    assert isinstance(session, KeepAliveSession)
     assert session.proxies == {"https": "http://proxy.example.test:3128"}
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
-    assert session.get_adapter("https://oauth2.googleapis.com")._pool_maxsize == 7
+    assert source.retries == ip.DEFAULT_RETRIES
+    assert source._sleep is ip.deadline_sleep
     lab_source = ip.new_token_source(
         kf.key_json(), "https://mail.google.com/", token_uri="https://127.0.0.1:1/token", ca_path=str(tmp_path)
     )
     assert lab_source._session.proxies == {}  # NO_PROXY honoured for the token URI
     assert lab_source._session.verify == str(tmp_path)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert ip.token_environment(None, "https://oauth2.googleapis.com/token")[0] is True
