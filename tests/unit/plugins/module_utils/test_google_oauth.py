@@ -353,7 +353,7 @@ def test_token_signs_a_delegated_jwt_and_returns_token(key_data):
 
 def test_token_with_other_scopes_one_at_a_time(key_data):
     session = FakeSession(ok_response())
-    source, _ = make_source(key_data, session)
+    source = make_source(key_data, session)[0]
     source.token("admin@example.test", ["https://www.googleapis.com/auth/gmail.settings.basic"])
     assert jwt_parts(session.requests[0]["data"])[1]["scope"] == "https://www.googleapis.com/auth/gmail.settings.basic"
 
@@ -445,9 +445,9 @@ def test_real_refused_connection_is_connect(key_data):
 
 def test_clock_offset_from_date_header(key_data):
     skewed = FakeResponse(405, b"", {"Date": email.utils.formatdate(time.time() + 600, usegmt=True)})
-    source, _ = make_source(key_data, FakeSession(skewed))
+    source = make_source(key_data, FakeSession(skewed))[0]
     assert source.clock_offset() == pytest.approx(600, abs=1.5)
-    source, _ = make_source(key_data, FakeSession(requests.exceptions.ConnectTimeout("timed out")))
+    source = make_source(key_data, FakeSession(requests.exceptions.ConnectTimeout("timed out")))[0]
     assert source.clock_offset() is None
 
 
@@ -457,7 +457,7 @@ def test_concurrent_tokens_from_one_source(key_data):
         return ok_response("ya29.for-" + subject)
 
     session = FakeSession(answer)
-    source, _ = make_source(key_data, session)
+    source = make_source(key_data, session)[0]
     subjects = ["user%04d@example.test" % index for index in range(60)]
     with ThreadPoolExecutor(max_workers=12) as pool:
         tokens = list(pool.map(lambda subject: source.token(subject)[0], subjects))
@@ -467,7 +467,7 @@ def test_concurrent_tokens_from_one_source(key_data):
 def test_no_key_or_token_in_errors_or_repr(key_data):
     key = kf.rsa_key()
     session = FakeSession(FakeResponse(400, BAD_SIGNATURE))
-    source, _ = make_source(key_data, session)
+    source = make_source(key_data, session)[0]
     with pytest.raises(go.TokenError) as excinfo:
         source.token("user0001@example.test")
     rendered = str(excinfo.value) + repr(excinfo.value) + json.dumps(excinfo.value.as_result()) + repr(source)
@@ -501,12 +501,12 @@ def test_token_uri_from_key_is_used_without_override(key_data):
 def test_ca_path_is_passed_per_request(key_data):
     """requests lets REQUESTS_CA_BUNDLE override session.verify, so ca_path goes with every request."""
     session = FakeSession(ok_response())
-    source, _ = make_source(key_data, session, ca_path="/lab/ca.pem")
+    source = make_source(key_data, session, ca_path="/lab/ca.pem")[0]
     source.token("user0001@example.test")
     source.clock_offset()
     assert [request["kwargs"] for request in session.requests] == [{"verify": "/lab/ca.pem"}] * 2
     session = FakeSession(ok_response())
-    source, _ = make_source(key_data, session)
+    source = make_source(key_data, session)[0]
     source.token("user0001@example.test")
     assert session.requests[0]["kwargs"] == {}
 

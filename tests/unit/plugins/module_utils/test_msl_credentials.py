@@ -212,7 +212,11 @@ def test_failure_while_staging_second_file_keeps_old_key(host, store, monkeypatc
 def test_atomic_write_failure_leaves_target_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "file"
     target.write_bytes(b"old")
-    monkeypatch.setattr(msl.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(1, "nope")))
+
+    def failing_replace(src, dst):
+        raise OSError(1, "nope")
+
+    monkeypatch.setattr(msl.os, "replace", failing_replace)
     with pytest.raises(OSError):
         msl.atomic_write(str(target), b"new")
     assert target.read_bytes() == b"old"
