@@ -491,6 +491,38 @@ def test_one_slow_user_does_not_stall_the_run():
     assert elapsed < 1.8
 
 
+def test_unreachable_server_stops_trying_after_a_streak():
+    class BlackHole(FakeServer):
+        def factory(self, host, port, ssl_context, timeout):
+            with self.lock:
+                self.connects += 1
+            raise socket.timeout("timed out")  # noqa: UP041 - what Python 3.6 raises
+
+    users = ["user%04d@example.test" % number for number in range(200)]
+    checker, server, _source = make_checker(server=BlackHole(), retries=0)
+    results, summary = checker.run(users, concurrency=4)
+    assert summary["by_class"]["timeout"] == 200
+    # 20 in a row trip it (max(20, 2 * 4)); the workers busy at that moment finish their user.
+    assert 20 <= server.connects <= 24
+    skipped = [result for result in results if result["attempts"] == 0]
+    assert len(skipped) == 200 - server.connects
+    assert skipped[-1]["message"].startswith("Not tried: the previous 20 users all failed with timeout")
+    assert skipped[-1]["phase"] == "connect"
+
+
+def test_a_success_resets_the_unreachable_streak():
+    breaker = ip._Unreachable(3)
+    down = {"failure_class": "connect", "phase": "connect", "message": "refused"}
+    for result in (down, down, {"failure_class": "ok", "phase": None}, down, down):
+        breaker.record(result)
+    assert breaker.cause is None
+    breaker.record({"failure_class": "timeout", "phase": "connect", "message": "t"})
+    breaker.record({"failure_class": "imap_disabled", "phase": "auth", "message": "no"})
+    for _number in range(3):
+        breaker.record(down)
+    assert breaker.cause == down
+
+
 def test_results_never_contain_the_token():
     users = ["user%04d@example.test" % number for number in range(5)]
     server = FakeServer(auth={users[1]: [GMAIL_INVALID_CREDENTIALS]})
