@@ -9,7 +9,8 @@ Two regimes, each figure measured in the same run as its baseline:
   tokens minted beforehand, EXAMINE INBOX, LOGOUT, nothing else, same concurrency and users. imap_check
   is the real module (``python plugins/modules/imap_check.py ARGS``, as Ansible runs it, minus the
   AnsiballZ packaging), in a child process: its wall time, CPU (``wait4`` rusage: everything, imports
-  and key loading included) and peak RSS are the client's.
+  and key loading included) and peak RSS are the client's. The same checks with imapclient instead of the
+  module's built-in IMAP client run alongside (``imapclient_variant``), to show what that choice is worth.
 - ``wan``: ``bench/latency_proxy.py`` (a child process) adds a 40 ms round trip in front of the IMAP
   port (B+4) and of the token endpoint (B+5). Baselines: a sequential ``curl --oauth2-bearer TOKEN
   --login-options AUTH=XOAUTH2 imaps://...`` loop with tokens minted beforehand (100 users, extrapolated
@@ -118,6 +119,30 @@ def child_floor(args):
     return 0
 
 
+def child_imapclient(args):
+    """imap_check's checker with imapclient instead of the built-in client (the comparison behind that choice)."""
+    from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_probe
+
+    with open(args.users_file) as handle:
+        users = [line.strip() for line in handle if line.strip()]
+    with open(args.key_file) as handle:
+        key = handle.read()
+    source = imap_probe.new_token_source(
+        key, SCOPE, token_uri=args.token_uri, ca_path=args.ca_path, concurrency=args.concurrency
+    )
+    checker = imap_probe.ImapChecker(
+        source,
+        args.host,
+        args.port,
+        ssl_context=imap_probe.new_ssl_context(args.ca_path),
+        client_factory=imap_probe.imapclient_factory,
+    )
+    results, summary = checker.run(users, args.concurrency)
+    del results
+    print(json.dumps({"summary": summary}))
+    return 0
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -189,6 +214,41 @@ def run_floor(lab, users_file, concurrency, port, token_uri):
     }
 
 
+def run_imapclient_variant(lab, users_file, concurrency, port, token_uri):
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child-imapclient",
+        "--users-file",
+        users_file,
+        "--key-file",
+        lab.key_file,
+        "--token-uri",
+        token_uri,
+        "--ca-path",
+        lab.ca_path,
+        "--host",
+        lab.host,
+        "--port",
+        str(port),
+        "--concurrency",
+        str(concurrency),
+    ]
+    rc, out, err, wall, usage = run_child(cmd, env=child_env())
+    if rc != 0:
+        raise RuntimeError("imapclient variant failed: %s" % err[-2000:])
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    return {
+        "users": summary["total"],
+        "ok": summary["ok"],
+        "seconds": summary["duration_seconds"],
+        "process_seconds": round(wall, 2),
+        "users_per_second": summary["users_per_second"],
+        "client_cpu_ms_per_user": round((usage.ru_utime + usage.ru_stime) * 1000 / summary["total"], 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+    }
+
+
 def run_module(lab, users_file, concurrency, port, token_uri, workdir):
     args = {
         "ANSIBLE_MODULE_ARGS": {
@@ -234,23 +294,31 @@ def run_module(lab, users_file, concurrency, port, token_uri, workdir):
 # --------------------------------------------------------------------------- regimes
 
 
-def local_regime(lab, users_file, users_count, concurrency, repeat, workdir):
+def local_regime(lab, users_file, users_count, concurrency, repeat, workdir, compare_imapclient):
     runs = []
     for number in range(repeat):
-        order = ("floor", "imap_check") if number % 2 == 0 else ("imap_check", "floor")
+        names = ["floor", "imap_check"] + (["imapclient_variant"] if compare_imapclient else [])
+        shift = number % len(names)
+        order = tuple(names[shift:] + names[:shift])
         measured = {}
         for name in order:
             if name == "floor":
                 measured[name] = run_floor(lab, users_file, concurrency, lab.imap_port, lab.token_uri)
-            else:
+            elif name == "imap_check":
                 measured[name] = run_module(lab, users_file, concurrency, lab.imap_port, lab.token_uri, workdir)
+            else:
+                measured[name] = run_imapclient_variant(lab, users_file, concurrency, lab.imap_port, lab.token_uri)
             lab.reset_google()  # drop the issued tokens between runs
         ratio = measured["imap_check"]["seconds"] / measured["floor"]["seconds"]
+        if "imapclient_variant" in measured:
+            variant = measured["imapclient_variant"]
+            variant["ratio_to_floor"] = round(variant["seconds"] / measured["floor"]["seconds"], 3)
         runs.append(
             {
                 "order": list(order),
                 "floor": measured["floor"],
                 "imap_check": measured["imap_check"],
+                "imapclient_variant": measured.get("imapclient_variant"),
                 "ratio_to_floor": round(ratio, 3),
                 "process_ratio_to_floor": round(
                     measured["imap_check"]["process_seconds"] / measured["floor"]["seconds"], 3
@@ -272,6 +340,12 @@ def local_regime(lab, users_file, users_count, concurrency, repeat, workdir):
             "client_cpu_ms_per_user": spread(cpu),
             "floor_client_cpu_ms_per_user": spread([run["floor"]["client_cpu_ms_per_user"] for run in runs]),
             "peak_rss_mb": spread(rss),
+            "imapclient_variant_ratio_to_floor": spread(
+                [run["imapclient_variant"]["ratio_to_floor"] for run in runs if run["imapclient_variant"]]
+            ),
+            "imapclient_variant_client_cpu_ms_per_user": spread(
+                [run["imapclient_variant"]["client_cpu_ms_per_user"] for run in runs if run["imapclient_variant"]]
+            ),
         },
         "targets": {
             "ratio_to_floor_max": 1.25,
@@ -482,14 +556,20 @@ def main(argv=None):
     parser.add_argument("--rtt-ms", type=float, default=40.0)
     parser.add_argument("--curl-users", type=int, default=100)
     parser.add_argument("--loop-users", type=int, default=20)
+    parser.add_argument(
+        "--no-imapclient", action="store_true", help="skip the local regime's imapclient variant (needs imapclient)"
+    )
     # Internal: the floor client, run in a child process.
     parser.add_argument("--child-floor", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-imapclient", action="store_true", help=argparse.SUPPRESS)
     for name in ("--users-file", "--key-file", "--token-uri", "--ca-path", "--host", "--mailbox"):
         parser.add_argument(name, help=argparse.SUPPRESS, default="INBOX" if name == "--mailbox" else None)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_floor:
         return child_floor(args)
+    if args.child_imapclient:
+        return child_imapclient(args)
 
     from tests.lab import orchestrator
     from tests.lab.api import Lab
@@ -524,7 +604,9 @@ def main(argv=None):
             report["warmup"] = run_floor(lab, users_file, args.concurrency, lab.imap_port, lab.token_uri)
             lab.reset_google()
         if args.regime in ("local", "both"):
-            report["local"] = local_regime(lab, users_file, len(users), args.concurrency, args.repeat, workdir)
+            report["local"] = local_regime(
+                lab, users_file, len(users), args.concurrency, args.repeat, workdir, not args.no_imapclient
+            )
         if args.regime in ("wan", "both"):
             report["wan"] = wan_regime(
                 lab,

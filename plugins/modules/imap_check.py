@@ -47,7 +47,7 @@ attributes:
   idempotent:
     support: full
     details:
-      - The module changes nothing; RV(changed) is always V(false).
+      - The module changes nothing; C(changed) is always V(false).
 options:
   src:
     description:
@@ -146,7 +146,8 @@ notes:
     node's CA store.
   - NuPoint does not use the O(select_mailbox) check; it is there to tell a user who can log in but whose mailbox
     cannot be opened from one who cannot log in.
-  - Requires C(imapclient) on the node, in addition to the libraries of the O(token_uri) options.
+  - The IMAP side needs only the Python standard library (a minimal client for the four commands a check sends;
+    C(docs/imap-check.md) says why it is not imapclient); the token side needs C(google-auth) and C(requests).
 seealso:
   - module: nupoint.gworkspace.delegation_check
   - module: nupoint.gworkspace.gmail_imap_settings
@@ -310,8 +311,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.imap_probe impo
     DEFAULT_IMAP_PORT,
     DEFAULT_MAILBOX,
     DEFAULT_USER_TIMEOUT,
-    HAS_IMAPCLIENT,
-    IMAPCLIENT_IMPORT_ERROR,
     MAX_CONCURRENCY,
     NUPOINT_MAX_USERS,
     ImapChecker,
@@ -420,8 +419,6 @@ def run_module():
         module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if not HAS_IMAPCLIENT:
-        module.fail_json(msg=missing_required_lib("imapclient"), exception=IMAPCLIENT_IMPORT_ERROR)
     if params["content"] is None and params["path"] is None:
         module.fail_json(
             msg="No key reached the module: src is read on the controller by the action plugin. Set src, content or "

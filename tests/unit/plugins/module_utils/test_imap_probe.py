@@ -128,6 +128,154 @@ def test_xoauth2_exchange_sends_credentials_once_then_an_empty_reply():
     assert "SECRET" not in repr(exchange)
 
 
+# --------------------------------------------------------------------------- ImapConnection on the wire
+
+
+class PlainContext:
+    """Stands in for an SSLContext: the scripted server below speaks IMAP in clear."""
+
+    def __init__(self):
+        self.hostnames = []
+
+    def wrap_socket(self, sock, server_hostname=None):
+        self.hostnames.append(server_hostname)
+        return sock
+
+
+class ScriptedImapServer:
+    """One connection on 127.0.0.1: sends ``greeting``, then for each client line the next reply from ``replies``.
+
+    ``replies`` entries are bytes sent as they are, with ``{tag}`` replaced by the client's tag; the client's
+    lines are recorded in ``received``.
+    """
+
+    def __init__(self, greeting, replies):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.greeting = greeting
+        self.replies = list(replies)
+        self.received = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _address = self.listener.accept()
+        with conn:
+            reader = conn.makefile("rb")
+            conn.sendall(self.greeting)
+            tag = b""
+            while self.replies:
+                line = reader.readline()
+                if not line:
+                    return
+                self.received.append(line)
+                if not line.startswith(b"+") and b" " in line and line.strip():
+                    tag = line.split(b" ", 1)[0]
+                reply = self.replies.pop(0)
+                if reply is None:
+                    return  # drop the connection
+                conn.sendall(reply.replace(b"{tag}", tag))
+        self.listener.close()
+
+    def connect(self, timeout=5):
+        return ip.ImapConnection("127.0.0.1", self.port, PlainContext(), timeout)
+
+
+DOVECOT_GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] Gimap ready for requests (lab)\r\n"
+GMAIL_GREETING = b"* OK Gimap ready for requests from 192.0.2.7 a1mb12345678\r\n"
+EXAMINED = (
+    b"* FLAGS (\\Answered \\Seen)\r\n* 0 EXISTS\r\n* 0 RECENT\r\n"
+    b"* OK [UIDVALIDITY 1] UIDs valid\r\n{tag} OK [READ-ONLY] EXAMINE completed (Success)\r\n"
+)
+LOGGED_OUT = b"* BYE LOGOUT Requested\r\n{tag} OK 73 good day (Success)\r\n"
+
+
+def test_connection_with_sasl_ir_examine_and_logout():
+    server = ScriptedImapServer(DOVECOT_GREETING, [b"{tag} OK Logged in\r\n", EXAMINED, LOGGED_OUT])
+    client = server.connect()
+    assert "SASL-IR" in {name.decode() for name in client.capabilities}
+    exchange = ip._XOAuth2Exchange("alice@example.test", "ya29.x")
+    client.sasl_login("XOAUTH2", exchange)
+    client.select_folder("INBOX", readonly=True)
+    client.logout()
+    server.thread.join(5)
+    auth, examine, logout = server.received
+    _tag, verb, mechanism, initial = auth.split()
+    assert (verb, mechanism) == (b"AUTHENTICATE", b"XOAUTH2")
+    assert base64.b64decode(initial) == b"user=alice@example.test\x01auth=Bearer ya29.x\x01\x01"
+    assert examine.split(b" ", 1)[1] == b'EXAMINE "INBOX"\r\n'
+    assert logout.split(b" ", 1)[1] == b"LOGOUT\r\n"
+
+
+def test_gmail_greeting_without_capabilities_waits_for_the_continuation():
+    server = ScriptedImapServer(GMAIL_GREETING, [b"+ \r\n", b"{tag} OK user@example.test authenticated (Success)\r\n"])
+    client = server.connect()
+    client.sasl_login("XOAUTH2", ip._XOAuth2Exchange("bob@example.test", "ya29.y"))
+    server.thread.join(5)
+    command, response = server.received
+    assert command.split(b" ", 1)[1] == b"AUTHENTICATE XOAUTH2\r\n"
+    assert base64.b64decode(response.strip()) == b"user=bob@example.test\x01auth=Bearer ya29.y\x01\x01"
+
+
+def test_refused_token_gets_an_empty_reply_to_the_error_challenge_and_the_text():
+    challenge = base64.b64encode(GMAIL_XOAUTH2_CHALLENGE) + b"\r\n"
+    server = ScriptedImapServer(
+        GMAIL_GREETING, [b"+ \r\n", b"+ " + challenge, b"{tag} NO " + GMAIL_USER_DISABLED.encode() + b"\r\n"]
+    )
+    client = server.connect()
+    exchange = ip._XOAuth2Exchange("bob@example.test", "ya29.y")
+    with pytest.raises(imaplib.IMAP4.error) as caught:
+        client.sasl_login("XOAUTH2", exchange)
+    assert str(caught.value) == GMAIL_USER_DISABLED
+    assert server.received[-1] == b"\r\n"
+    assert exchange.error_details["status"] == "400"
+    assert ip.classify_imap_failure(caught.value, "auth").failure_class == "imap_disabled"
+
+
+def test_bye_during_a_command_is_an_abort_with_the_server_text():
+    server = ScriptedImapServer(DOVECOT_GREETING, [b"* BYE " + GMAIL_TOO_MANY.encode() + b"\r\n"])
+    client = server.connect()
+    with pytest.raises(imaplib.IMAP4.abort) as caught:
+        client.sasl_login("XOAUTH2", ip._XOAuth2Exchange("c@example.test", "t"))
+    failure = ip.classify_imap_failure(caught.value, "auth")
+    assert (failure.failure_class, failure.retryable) == ("imap_other", True)
+
+
+def test_dropped_connection_is_an_eof_abort():
+    server = ScriptedImapServer(DOVECOT_GREETING, [None])
+    client = server.connect()
+    with pytest.raises(imaplib.IMAP4.abort) as caught:
+        client.sasl_login("XOAUTH2", ip._XOAuth2Exchange("c@example.test", "t"))
+    assert str(caught.value) == "socket error: EOF"
+    assert ip.classify_imap_failure(caught.value, "auth").failure_class == "connect"
+
+
+def test_bye_greeting_is_refused_with_its_text():
+    server = ScriptedImapServer(b"* BYE [UNAVAILABLE] Temporary System Problem. Try again later.\r\n", [])
+    with pytest.raises(imaplib.IMAP4.abort) as caught:
+        server.connect()
+    failure = ip.classify_imap_failure(caught.value, "connect")
+    assert (failure.failure_class, failure.retryable) == ("imap_other", True)
+
+
+def test_literals_in_responses_and_mailbox_names():
+    examined = b'* LIST () "/" {5}\r\nINBOX\r\n' + EXAMINED
+    server = ScriptedImapServer(DOVECOT_GREETING, [examined, b"{tag} NO [NONEXISTENT] Unknown Mailbox (Failure)\r\n"])
+    client = server.connect()
+    client.select_folder('Voice "mail" & Boîte', readonly=True)
+    with pytest.raises(imaplib.IMAP4.error) as caught:
+        client.select_folder("Missing")
+    assert ip.classify_imap_failure(caught.value, "select").failure_class == "imap_other"
+    assert server.received[0].split(b" ", 1)[1] == b'EXAMINE "Voice \\"mail\\" &- Bo&AO4-te"\r\n'
+
+
+def test_imap_utf7_matches_imapclient():
+    from imapclient import imap_utf7
+
+    for name in ("INBOX", "Boîte & Voicemail", "台北", "&", "Entwürfe/Archiv"):
+        assert ip.imap_utf7(name) == imap_utf7.encode(name)
+
+
 # --------------------------------------------------------------------------- fakes
 
 

@@ -49,7 +49,7 @@ def fakes(monkeypatch):
         return source
 
     monkeypatch.setattr(module, "new_token_source", new_token_source)
-    monkeypatch.setattr(imap_probe, "_imapclient_factory", server.factory)
+    monkeypatch.setattr(imap_probe, "ImapConnection", server.factory)
     return server, source
 
 
