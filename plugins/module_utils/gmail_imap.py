@@ -5,8 +5,9 @@
 Pure logic for the ``gmail_imap_settings`` module; unit tests drive it with a fake API client.
 
 - :func:`build_targets` turns the task's ``users`` (addresses, or dicts with per-user settings) and the
-  lines of a ``users_file`` into one clean, de-duplicated list of ``(user, wanted settings)``, with
-  warnings for what was dropped.
+  addresses of a ``users_file`` (:func:`parse_users_file`) into one clean, de-duplicated list of
+  ``(user, wanted settings)``, with warnings for what was dropped. The file format, what counts as an
+  address and as a duplicate, and ``fail_threshold`` are module_utils.users' rules, shared with imap_check.
 - :func:`apply_user` reads one user's ``ImapSettings``, compares only the fields the task sets, and
   PUTs the *merged* resource (what Gmail has, overlaid with what the task wants) only when something
   differs, so fields the task does not mention keep their values. In check mode it only reads.
@@ -19,13 +20,9 @@ Results use the collection's failure vocabulary (``ok``, token and network class
 ``api_error`` from google_api) and never carry a token.
 """
 
-import csv
-import io
-import math
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
     API_FAILURE_CLASS,
@@ -33,6 +30,15 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api impo
     GoogleApiError,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import SCOPE_MAIL, TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
+    BLANK,
+    DUPLICATE,
+    INVALID,
+    UsersError,
+    listing,
+    screen_address,
+    users_file_entries,
+)
 
 IMAP_PATH = "/gmail/v1/users/me/settings/imap"
 SCOPES = (SCOPE_GMAIL_SETTINGS_BASIC,)
@@ -55,51 +61,33 @@ DEFAULT_CONCURRENCY = 16
 # Failures that do not depend on the user: the first user's answer holds for all of them.
 CLIENT_WIDE_FAILURES = frozenset(("token_unauthorized_scope", "token_invalid_key", "token_clock_skew", "dns", "tls"))
 
-_ADDRESS_RE = re.compile(r"^[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"'.][^@\s,;<>\"']*$")
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
-class SettingsInputError(Exception):
+class SettingsInputError(UsersError):
     """The task's users or settings are unusable (raised before any call to Google)."""
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg)
-        self.msg = msg
 
 
 # --------------------------------------------------------------------------- input
 
 
-def is_address(text: str) -> bool:
-    return bool(_ADDRESS_RE.match(text))
-
-
 def parse_users_file(text: str) -> Tuple[List[str], List[str]]:
-    """Addresses from a users file: a CSV with an ``email`` column, or one address per line.
+    """Addresses from a users file (format: users.users_file_entries), as written, and warnings.
 
-    Blank lines and ``#`` comments are skipped. Returns ``(addresses, warnings)``; addresses are as
-    written (cleaning happens in :func:`build_targets`).
+    Blank lines and comments are skipped silently; a CSV row that has values but no address is skipped
+    with a warning. Cleaning happens in :func:`build_targets`. Raises :class:`SettingsInputError`.
     """
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        return [], []
-    header = [cell.strip().lower() for cell in next(csv.reader([lines[0]]))]
-    if "email" in header:
-        column = header.index("email")
-        addresses = []
-        warnings = []
-        for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines[1:]))), start=2):
-            if column < len(row) and row[column].strip():
-                addresses.append(row[column].strip())
-            elif any(cell.strip() for cell in row):
-                warnings.append("users_file row %d has no email value; skipped." % number)
-        return addresses, warnings
-    if len(header) > 1:
-        raise SettingsInputError(
-            "users_file looks like CSV but has no 'email' column (header: %s); add one, or list one address per line."
-            % ", ".join(header)
-        )
-    return [line.strip() for line in lines], []
+    try:
+        entries = users_file_entries(text)
+    except UsersError as exc:
+        raise SettingsInputError(exc.msg) from None
+    addresses = [entry for _number, entry, _others in entries if entry]
+    warnings = [
+        "users_file row %d has no email value; skipped." % number
+        for number, entry, others in entries
+        if others and not entry
+    ]
+    return addresses, warnings
 
 
 def _setting(option: str, value: Any, where: str) -> Any:
@@ -149,6 +137,7 @@ def build_targets(
     warnings: List[str] = []
     wanted_by_user: Dict[str, Dict[str, Any]] = {}
     order: List[str] = []
+    seen: Set[str] = set()
     invalid: List[str] = []
     duplicates = 0
     entries: List[Tuple[Any, str]] = [(item, "users") for item in users or ()]
@@ -175,16 +164,16 @@ def build_targets(
             raise SettingsInputError(
                 "users entries must be addresses or dicts with a 'user' key, got %s." % type(item).__name__
             )
-        address = address.strip()
-        if not address:
+        verdict, address = screen_address(address, seen)
+        if verdict == BLANK:
             continue
-        if not is_address(address):
+        if verdict == INVALID:
             invalid.append("%s (%s)" % (address, source))
             continue
         user = address.lower()
         wanted = dict(defaults)
         wanted.update(overrides)
-        if user in wanted_by_user:
+        if verdict == DUPLICATE:
             duplicates += 1
             if wanted_by_user[user] != wanted:
                 raise SettingsInputError(
@@ -195,8 +184,7 @@ def build_targets(
         wanted_by_user[user] = wanted
         order.append(user)
     if invalid:
-        shown = ", ".join(invalid[:10]) + (" and %d more" % (len(invalid) - 10) if len(invalid) > 10 else "")
-        warnings.append("Skipped %d entries that are not e-mail addresses: %s." % (len(invalid), shown))
+        warnings.append("Skipped %d entries that are not e-mail addresses: %s." % (len(invalid), listing(invalid)))
     if duplicates:
         warnings.append("Skipped %d duplicate entries (addresses compare case-insensitively)." % duplicates)
     return [(user, wanted_by_user[user]) for user in order], warnings
@@ -349,45 +337,6 @@ def summarize(results: Iterable[Mapping[str, Any]], duration: float) -> Dict[str
         "duration_seconds": round(duration, 3),
         "users_per_second": round(len(results) / duration, 1) if duration > 0 else None,
     }
-
-
-def parse_fail_threshold(value: Any) -> Tuple[str, float]:
-    """``("count", n)`` or ``("fraction", f)`` from ``fail_threshold``, read the way ``imap_check`` reads it.
-
-    A whole number is a count of failed users (``0``: any failure fails the task), a number with a
-    decimal point below 1 a fraction (``0.05``), a string ending in ``%`` a percentage (``5%``).
-    Raises :class:`SettingsInputError`.
-    """
-    text = str(value).strip()
-    try:
-        if isinstance(value, bool) or not text:
-            raise ValueError
-        if text.endswith("%"):
-            number = float(text[:-1])
-            if 0 <= number <= 100:
-                return "fraction", number / 100.0
-            raise ValueError
-        number = float(text)
-        if number < 0 or not math.isfinite(number):
-            raise ValueError
-        if isinstance(value, int) or text.isdigit() or (number >= 1 and number == int(number)):
-            return "count", number
-        if number < 1:
-            return "fraction", number
-        raise ValueError
-    except ValueError:
-        raise SettingsInputError(
-            "fail_threshold must be a whole count of users (0, 10), a fraction below 1 (0.05) or a percentage "
-            "(5%%), got %r." % (value,)
-        ) from None
-
-
-def threshold_exceeded(failed: int, total: int, threshold: Tuple[str, float]) -> bool:
-    """Whether ``failed`` of ``total`` users is more than ``threshold`` (from :func:`parse_fail_threshold`) allows."""
-    kind, number = threshold
-    if kind == "count":
-        return failed > number
-    return total > 0 and failed / float(total) > number
 
 
 def diff_of(results: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:

@@ -87,8 +87,6 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_USER_TIMEOUT = 60.0
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
-# NuPoint Advanced UM supports at most this many users (Mitel's Google Apps integration guide).
-NUPOINT_MAX_USERS = 2500
 MAX_CONCURRENCY = 256
 
 IMAP_FAILURE_CLASSES = ("imap_disabled", "imap_auth_failed", "imap_other")
@@ -193,14 +191,6 @@ class ImapFailure(Exception):
             self.retryable,
             self.phase,
         )
-
-
-class UsersError(ValueError):
-    """The user list cannot be used (for example: more users than NuPoint supports)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.msg = message
 
 
 # --------------------------------------------------------------------------- classification
@@ -969,174 +959,6 @@ def failed_users(results: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
         for result in results
         if result["failure_class"] != "ok"
     ]
-
-
-# --------------------------------------------------------------------------- users
-
-
-_ADDRESS_RE = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"
-)
-_EMAIL_COLUMNS = ("email", "primaryemail", "email address", "mail")
-_LISTED = 10
-
-
-def is_valid_address(address: str) -> bool:
-    """A plain ``local@domain`` address (what Google accepts as a user's primary address)."""
-    return len(address) <= 254 and bool(_ADDRESS_RE.match(address))
-
-
-def _email_column(header: Sequence[str]) -> Optional[int]:
-    names = [name.strip().lower() for name in header]
-    for candidate in _EMAIL_COLUMNS:
-        if candidate in names:
-            return names.index(candidate)
-    return None
-
-
-def parse_users_file(text: str) -> List[Tuple[int, str]]:
-    """``(line number, raw entry)`` from a users file: a CSV with an ``email`` column, or one address a line.
-
-    CSV: the first non-blank line is a header naming an ``email`` column (``primaryEmail``, as GAM prints,
-    is accepted too). Otherwise every line is one address; lines starting with ``#`` are comments. Blank
-    entries are returned (as ``""``) so the caller can count them.
-    """
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.splitlines()
-    first = next(
-        (index for index, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), None
-    )
-    if first is None:
-        return [(number, "") for number, line in enumerate(lines, 1) if not line.lstrip().startswith("#")]
-    header_line = lines[first]
-    delimiter = max((",", ";", "\t"), key=header_line.count)
-    column = _email_column(next(csv.reader([header_line], delimiter=delimiter)))
-    if column is None:
-        return [(number, line.strip()) for number, line in enumerate(lines, 1) if not line.lstrip().startswith("#")]
-    entries = []
-    reader = csv.reader(io.StringIO("\n".join(lines[first + 1 :])), delimiter=delimiter)
-    for offset, row in enumerate(reader):
-        number = first + 2 + offset
-        entries.append((number, row[column].strip() if len(row) > column else ""))
-    return entries
-
-
-def clean_users(
-    entries: Iterable[Union[str, Tuple[int, str]]], source: str = "users"
-) -> Tuple[List[str], List[str], Dict[str, Any]]:
-    """Drop blanks, duplicates (case-insensitive: Gmail addresses are) and invalid addresses.
-
-    ``entries``: addresses, or ``(line number, address)`` from :func:`parse_users_file`. Returns
-    ``(users in first-seen order, warnings, skipped)`` where ``skipped`` is
-    ``{"blank": n, "duplicate": [...], "invalid": [...]}``.
-    """
-    users: List[str] = []
-    seen = set()
-    blank = 0
-    duplicates: List[str] = []
-    invalid: List[str] = []
-    for entry in entries:
-        if isinstance(entry, tuple):
-            number, raw = entry
-            where = "%s line %d" % (source, number)
-        else:
-            raw, where = entry, source
-        address = (raw if isinstance(raw, str) else str(raw)).strip()
-        if not address:
-            blank += 1
-            continue
-        if not is_valid_address(address):
-            invalid.append("%r (%s)" % (address, where) if isinstance(entry, tuple) else repr(address))
-            continue
-        key = address.lower()
-        if key in seen:
-            duplicates.append(address)
-            continue
-        seen.add(key)
-        users.append(address)
-    warnings = []
-    if blank:
-        warnings.append("Ignored %d blank %s in %s." % (blank, "entry" if blank == 1 else "entries", source))
-    if duplicates:
-        warnings.append(
-            "Ignored %d duplicate address%s in %s: %s."
-            % (len(duplicates), "" if len(duplicates) == 1 else "es", source, _listing(duplicates))
-        )
-    if invalid:
-        warnings.append(
-            "Ignored %d invalid address%s in %s: %s."
-            % (len(invalid), "" if len(invalid) == 1 else "es", source, _listing(invalid))
-        )
-    return users, warnings, {"blank": blank, "duplicate": duplicates, "invalid": invalid}
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_LISTED])
-    if len(items) > _LISTED:
-        shown += " and %d more" % (len(items) - _LISTED)
-    return shown
-
-
-def enforce_max_users(count: int, max_users: int, enforce: bool = True) -> Optional[str]:
-    """A refusal message when ``count`` exceeds ``max_users`` and the limit is enforced; a warning text
-    (prefixed ``warning:``) when it is not enforced; None when within the limit."""
-    if count <= max_users:
-        return None
-    if enforce:
-        return (
-            "%d users to check, more than max_users=%d. NuPoint Advanced UM supports at most %s users per system, so "
-            "this list cannot all be Advanced UM users of one NuPoint server. Check the list; to check more users "
-            "anyway, set enforce_user_limit: false." % (count, max_users, format(NUPOINT_MAX_USERS, ","))
-        )
-    return "warning: checking %d users, more than max_users=%d (enforce_user_limit is off)." % (count, max_users)
-
-
-# --------------------------------------------------------------------------- thresholds
-
-
-def parse_fail_threshold(value: Any) -> Tuple[str, float]:
-    """``("count", n)`` or ``("fraction", f)`` from ``fail_threshold``.
-
-    Whole numbers are counts of failed users (``0``: any failure fails; ``10``); a number with a decimal
-    point below 1 is a fraction (``0.05``); a percentage is written ``5%``. Raises ``ValueError``.
-    """
-    if isinstance(value, bool):
-        raise ValueError("fail_threshold must be a number or a percentage, not a boolean")
-    text = str(value).strip()
-    if not text:
-        raise ValueError("fail_threshold is empty")
-    if text.endswith("%"):
-        number = float(text[:-1])
-        if not 0 <= number <= 100:
-            raise ValueError("fail_threshold %s is not between 0%% and 100%%" % text)
-        return "fraction", number / 100.0
-    number = float(text)
-    if number < 0 or math.isnan(number):
-        raise ValueError("fail_threshold %s is negative" % text)
-    if isinstance(value, int) or re.match(r"^\d+$", text):
-        return "count", number
-    if number < 1:
-        return "fraction", number
-    if number == int(number):
-        return "count", number
-    raise ValueError("fail_threshold %s is neither a whole count nor a fraction below 1" % text)
-
-
-def threshold_exceeded(failed: int, total: int, threshold: Tuple[str, float]) -> bool:
-    """True when ``failed`` of ``total`` users is more than the threshold allows."""
-    kind, number = threshold
-    if kind == "count":
-        return failed > number
-    return total > 0 and failed / float(total) > number
-
-
-def describe_threshold(threshold: Tuple[str, float]) -> str:
-    kind, number = threshold
-    if kind == "count":
-        return "%d failed user%s" % (number, "" if number == 1 else "s")
-    return "%g%% of users failing" % round(number * 100.0, 4)
 
 
 # --------------------------------------------------------------------------- report

@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.google
+  - nupoint.gworkspace.users
 attributes:
   check_mode:
     support: full
@@ -66,12 +67,6 @@ options:
       - At least one of O(users) and O(users_file) is required; both may be given.
     type: list
     elements: raw
-  users_file:
-    description:
-      - A file on the node that runs the module listing users, one address per line, or CSV with an C(email) column
-        (other columns are ignored). Blank lines and lines starting with C(#) are skipped.
-      - Cleaned like O(users).
-    type: path
   enabled:
     description:
       - Whether IMAP access is enabled for the user (Gmail's C(enabled)).
@@ -102,14 +97,6 @@ options:
         meet Google's per-project rate limits (which are retried, see O(retries)).
     type: int
     default: 16
-  fail_threshold:
-    description:
-      - How many failed users fail the task, as in M(nupoint.gworkspace.imap_check). A whole number is a count
-        (V(0), the default, fails the task on any failure; V(10) tolerates ten), a number below 1 with a decimal
-        point is a fraction (V(0.05)), and a string ending in C(%) is a percentage (V(5%)).
-      - The results are returned either way.
-    type: raw
-    default: 0
 seealso:
   - module: nupoint.gworkspace.workspace_imap_policy_info
   - module: nupoint.gworkspace.imap_check
@@ -276,6 +263,11 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth im
     google_argument_spec,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
+    UsersError,
+    parse_fail_threshold,
+    threshold_exceeded,
+)
 
 
 def argument_spec():
@@ -323,14 +315,14 @@ def run_module():
         module.fail_json(msg="concurrency must be at least 1.")
 
     try:
-        threshold = gmail_imap.parse_fail_threshold(params["fail_threshold"])
+        threshold = parse_fail_threshold(params["fail_threshold"])
         file_addresses, warnings = [], []
         if params["users_file"]:
             file_addresses, warnings = read_users_file(params["users_file"])
         targets, more_warnings = gmail_imap.build_targets(
             params["users"], file_addresses, gmail_imap.task_settings(params)
         )
-    except gmail_imap.SettingsInputError as exc:
+    except UsersError as exc:
         module.fail_json(msg=exc.msg)
     for warning in warnings + more_warnings:
         module.warn(warning)
@@ -366,7 +358,7 @@ def run_module():
         output["admin_console_url"] = admin_console_url(client.client_id, gmail_imap.CONSOLE_SCOPES)
     if not targets:
         module.warn("No users to handle: users and users_file gave no valid address.")
-    if gmail_imap.threshold_exceeded(summary["failed"], summary["total"], threshold):
+    if threshold_exceeded(summary["failed"], summary["total"], threshold):
         module.fail_json(msg=failure_message(summary, failed_users, output.get("admin_console_url")), **output)
     module.exit_json(**output)
 

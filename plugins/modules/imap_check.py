@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.google
+  - nupoint.gworkspace.users
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
@@ -71,12 +72,6 @@ options:
       - Blank entries, duplicates (compared case-insensitively) and invalid addresses are dropped with a warning.
     type: list
     elements: str
-  users_file:
-    description:
-      - A file on the node listing the users, either a CSV file whose header names an C(email) column (C(primaryEmail), as
-        GAM prints it, works too), or one address per line (lines starting with C(#) are comments).
-      - Cleaned like O(users).
-    type: path
   imap_host:
     description:
       - The IMAP server NuPoint syncs with.
@@ -121,14 +116,6 @@ options:
       - With V(false), more than O(max_users) users are checked anyway, with a warning.
     type: bool
     default: true
-  fail_threshold:
-    description:
-      - How many failed users fail the task. A whole number is a count (V(0), the default, fails the task on any
-        failure; V(10) tolerates ten), a number below 1 with a decimal point is a fraction (V(0.05)), and a string
-        ending in C(%) is a percentage (V(5%)).
-      - The results are returned either way.
-    type: raw
-    default: 0
   report_path:
     description:
       - Write a JSON report (summary and every user's result) to this path on the node, and a CSV report (one row per
@@ -312,18 +299,21 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.imap_probe impo
     DEFAULT_MAILBOX,
     DEFAULT_USER_TIMEOUT,
     MAX_CONCURRENCY,
-    NUPOINT_MAX_USERS,
     ImapChecker,
-    clean_users,
-    describe_threshold,
-    enforce_max_users,
     failed_users,
     new_ssl_context,
     new_token_source,
+    write_report,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
+    NUPOINT_MAX_USERS,
+    UsersError,
+    clean_users,
+    describe_threshold,
+    enforce_max_users,
     parse_fail_threshold,
     parse_users_file,
     threshold_exceeded,
-    write_report,
 )
 
 
@@ -362,7 +352,10 @@ def read_node_file(module, path, option, binary=True):
 def load_users(module, params):
     if params["users_file"] is not None:
         text = read_node_file(module, params["users_file"], "users_file", binary=False)
-        return clean_users(parse_users_file(text), "users_file")
+        try:
+            return clean_users(parse_users_file(text), "users_file")
+        except UsersError as exc:
+            module.fail_json(msg=exc.msg, field="users_file")
     return clean_users(params["users"] or [], "users")
 
 
@@ -380,8 +373,8 @@ def check_options(module, params):
         module.fail_json(msg="imap_port %d is not a TCP port." % params["imap_port"])
     try:
         return parse_fail_threshold(params["fail_threshold"])
-    except ValueError as exc:
-        module.fail_json(msg="fail_threshold: %s." % exc)
+    except UsersError as exc:
+        module.fail_json(msg=exc.msg)
 
 
 def summary_message(summary, threshold, exceeded):

@@ -36,6 +36,11 @@ def test_users_file_single_email_header_and_empty_file():
     assert gi.parse_users_file("\n# nothing\n") == ([], [])
 
 
+def test_users_file_gam_export_with_semicolons_comments_and_blank_lines():
+    text = "primaryEmail;name\n# leavers below\nalice@example.com;Alice\n\n;No Mail\n"
+    assert gi.parse_users_file(text) == (["alice@example.com"], ["users_file row 5 has no email value; skipped."])
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -50,6 +55,16 @@ def test_targets_are_cleaned_deduplicated_and_lower_cased():
     assert warnings == [
         "Skipped 2 entries that are not e-mail addresses: not-an-address (users), x@y (users_file).",
         "Skipped 2 duplicate entries (addresses compare case-insensitively).",
+    ]
+
+
+def test_targets_use_the_shared_address_rule():
+    entries = ["us..er@example.com", "user@example.c", "o'brien@example.ie", "user@-example.com"]
+    targets, warnings = gi.build_targets(entries, [], ENABLE)
+    assert [user for user, _wanted in targets] == ["o'brien@example.ie"]
+    assert warnings == [
+        "Skipped 3 entries that are not e-mail addresses: us..er@example.com (users), user@example.c (users), "
+        "user@-example.com (users)."
     ]
 
 
@@ -274,43 +289,6 @@ def test_no_thread_per_user():
     gi.apply_all(gmail, [(user, ENABLE) for user in users], check_mode=True, concurrency=4)
     assert len(seen) <= 5  # the caller's thread for the first user + the pool's 4
     assert threading.active_count() == before
-
-
-@pytest.mark.parametrize(
-    ("value", "parsed"),
-    [
-        (0, ("count", 0)),
-        (10, ("count", 10)),
-        ("3", ("count", 3)),
-        (0.05, ("fraction", 0.05)),
-        ("0.5", ("fraction", 0.5)),
-        ("5%", ("fraction", 0.05)),
-        (2.0, ("count", 2)),
-    ],
-)
-def test_parse_fail_threshold(value, parsed):
-    assert gi.parse_fail_threshold(value) == parsed
-
-
-@pytest.mark.parametrize("value", [-1, "1.5", "150%", "many", True, "", float("nan"), "inf"])
-def test_bad_fail_threshold(value):
-    with pytest.raises(gi.SettingsInputError, match="fail_threshold must be"):
-        gi.parse_fail_threshold(value)
-
-
-@pytest.mark.parametrize(
-    ("failed", "total", "threshold", "exceeded"),
-    [
-        (0, 10, 0, False),
-        (1, 10, 0, True),
-        (2, 10, 2, False),
-        (3, 10, 2, True),
-        (1, 10, 0.1, False),
-        (2, 10, "10%", True),
-    ],
-)
-def test_threshold(failed, total, threshold, exceeded):
-    assert gi.threshold_exceeded(failed, total, gi.parse_fail_threshold(threshold)) is exceeded
 
 
 def test_diff_lists_only_changing_users():

@@ -150,6 +150,15 @@ def test_users_file_is_cleaned_with_warnings(run_module, fakes, tmp_path):
     assert len(result["warnings"]) == 3
 
 
+def test_users_file_csv_without_an_address_column_fails(run_module, fakes, tmp_path):
+    users_file = tmp_path / "um-users.csv"
+    users_file.write_text("name,extension\nuser0001@example.test,2001\n")
+    result = run_module(module, args(users=None, users_file=str(users_file)))
+    assert result["failed"] is True
+    assert "no 'email' column" in result["msg"]
+    assert fakes[1].calls == []
+
+
 def test_unreadable_users_file(run_module, fakes, tmp_path):
     result = run_module(module, args(users=None, users_file=str(tmp_path / "missing.txt")))
     assert result["failed"] is True

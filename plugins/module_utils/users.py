@@ -1,0 +1,252 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Users lists and failure thresholds: one set of rules for every module that handles many users.
+
+- A users file (:func:`users_file_entries`, :func:`parse_users_file`) is one address per line, or a CSV
+  file whose header names an address column (``email``; ``primaryEmail`` as GAM prints it, ``email
+  address`` and ``mail`` too), separated by ``,``, ``;`` or a tab. Blank lines are kept as blank entries
+  so callers can count them; lines starting with ``#`` are comments. A CSV header with no address column
+  is refused rather than read as addresses.
+- An entry is stripped and then is blank, not an address (:func:`is_valid_address`), a duplicate
+  (compared case-insensitively: Gmail addresses are) or new (:func:`screen_address`);
+  :func:`clean_users` applies that to a whole list and says what it dropped.
+- ``fail_threshold`` (:func:`parse_fail_threshold`) is a count of failed users, a fraction below 1 or a
+  percentage; :func:`threshold_exceeded` and :func:`describe_threshold` use what it returns.
+
+Errors are :class:`UsersError` (a ``ValueError`` with ``msg``). Runs on MSL: standard library only,
+Python 3.6 compatible.
+"""
+
+import csv
+import math
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+# NuPoint Advanced UM supports at most this many users (Mitel's Google Apps integration guide).
+NUPOINT_MAX_USERS = 2500
+# Header names of the address column, lower case, in order of preference.
+EMAIL_COLUMNS = ("email", "primaryemail", "email address", "mail")
+DELIMITERS = (",", ";", "\t")
+# Warnings list at most this many entries.
+MAX_LISTED = 10
+
+# screen_address() verdicts.
+BLANK = "blank"
+INVALID = "invalid"
+DUPLICATE = "duplicate"
+NEW = "new"
+
+_ADDRESS_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"
+)
+_THRESHOLD_FORMS = "a whole count of users (0, 10), a fraction below 1 (0.05) or a percentage (5%)"
+
+
+class UsersError(ValueError):
+    """The users or the threshold cannot be used (raised before anything is checked or changed)."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def is_valid_address(address: str) -> bool:
+    """A plain ``local@domain`` address (what Google accepts as a user's primary address)."""
+    return len(address) <= 254 and bool(_ADDRESS_RE.match(address))
+
+
+def screen_address(raw: Any, seen: Set[str]) -> Tuple[str, str]:
+    """``(verdict, address)`` for one entry of a users list; ``address`` is ``raw`` stripped.
+
+    The verdict is :data:`BLANK`, :data:`INVALID`, :data:`DUPLICATE` (its lower-cased form is in
+    ``seen``) or :data:`NEW` (its lower-cased form is added to ``seen``).
+    """
+    address = (raw if isinstance(raw, str) else str(raw)).strip()
+    if not address:
+        return BLANK, address
+    if not is_valid_address(address):
+        return INVALID, address
+    key = address.lower()
+    if key in seen:
+        return DUPLICATE, address
+    seen.add(key)
+    return NEW, address
+
+
+def listing(items: Sequence[str]) -> str:
+    """The first :data:`MAX_LISTED` items, comma-separated, and how many more there are."""
+    shown = ", ".join(items[:MAX_LISTED])
+    if len(items) > MAX_LISTED:
+        shown += " and %d more" % (len(items) - MAX_LISTED)
+    return shown
+
+
+# --------------------------------------------------------------------------- users file
+
+
+def _email_column(header: Sequence[str]) -> Optional[int]:
+    for candidate in EMAIL_COLUMNS:
+        if candidate in header:
+            return list(header).index(candidate)
+    return None
+
+
+def users_file_entries(text: str) -> List[Tuple[int, str, bool]]:
+    """``(line number, entry, other values)`` for every line of a users file that is not a comment.
+
+    ``entry`` is the address as written (stripped; ``""`` for a blank line or an empty address cell);
+    ``other values`` says whether a CSV row has values in other columns (an address missing from a row
+    rather than a blank line). Raises :class:`UsersError` for a CSV header without an address column.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if not line.lstrip().startswith("#")]
+    header = next(((number, line) for number, line in lines if line.strip()), None)
+    if header is None:
+        return [(number, "", False) for number, _line in lines]
+    header_number, header_line = header
+    delimiter = max(DELIMITERS, key=header_line.count)
+    names = [name.strip().lower() for name in next(csv.reader([header_line], delimiter=delimiter))]
+    column = _email_column(names)
+    if column is None:
+        if len(names) > 1:
+            raise UsersError(
+                "users_file looks like CSV but has no 'email' column (header: %s); add one (primaryEmail, as GAM "
+                "prints it, works too), or list one address per line." % ", ".join(names)
+            )
+        return [(number, line.strip(), False) for number, line in lines]
+    rows = [(number, line) for number, line in lines if number > header_number]
+    reader = csv.reader([line for _number, line in rows], delimiter=delimiter)
+    entries = []
+    for row in reader:
+        value = row[column].strip() if len(row) > column else ""
+        others = any(cell.strip() for index, cell in enumerate(row) if index != column)
+        entries.append((rows[reader.line_num - 1][0], value, others))
+    return entries
+
+
+def parse_users_file(text: str) -> List[Tuple[int, str]]:
+    """``(line number, entry)`` from a users file (see :func:`users_file_entries`), blank entries included."""
+    return [(number, entry) for number, entry, _others in users_file_entries(text)]
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def clean_users(
+    entries: Iterable[Union[str, Tuple[int, str]]], source: str = "users"
+) -> Tuple[List[str], List[str], Dict[str, Any]]:
+    """Drop blanks, duplicates and invalid addresses (:func:`screen_address`), with warnings.
+
+    ``entries``: addresses, or ``(line number, address)`` from :func:`parse_users_file`. Returns
+    ``(users in first-seen order, as first written; warnings; skipped)`` where ``skipped`` is
+    ``{"blank": n, "duplicate": [...], "invalid": [...]}``.
+    """
+    users: List[str] = []
+    seen: Set[str] = set()
+    blank = 0
+    duplicates: List[str] = []
+    invalid: List[str] = []
+    for entry in entries:
+        if isinstance(entry, tuple):
+            number, raw = entry
+            where: Optional[str] = "%s line %d" % (source, number)
+        else:
+            raw, where = entry, None
+        verdict, address = screen_address(raw, seen)
+        if verdict == BLANK:
+            blank += 1
+        elif verdict == INVALID:
+            invalid.append("%r (%s)" % (address, where) if where else repr(address))
+        elif verdict == DUPLICATE:
+            duplicates.append(address)
+        else:
+            users.append(address)
+    warnings = []
+    if blank:
+        warnings.append("Ignored %d blank %s in %s." % (blank, "entry" if blank == 1 else "entries", source))
+    if duplicates:
+        warnings.append(
+            "Ignored %d duplicate address%s in %s: %s."
+            % (len(duplicates), "" if len(duplicates) == 1 else "es", source, listing(duplicates))
+        )
+    if invalid:
+        warnings.append(
+            "Ignored %d invalid address%s in %s: %s."
+            % (len(invalid), "" if len(invalid) == 1 else "es", source, listing(invalid))
+        )
+    return users, warnings, {"blank": blank, "duplicate": duplicates, "invalid": invalid}
+
+
+def enforce_max_users(count: int, max_users: int, enforce: bool = True) -> Optional[str]:
+    """A refusal message when ``count`` exceeds ``max_users`` and the limit is enforced; a warning text
+    (prefixed ``warning:``) when it is not enforced; None when within the limit."""
+    if count <= max_users:
+        return None
+    if enforce:
+        return (
+            "%d users to check, more than max_users=%d. NuPoint Advanced UM supports at most %s users per system, so "
+            "this list cannot all be Advanced UM users of one NuPoint server. Check the list; to check more users "
+            "anyway, set enforce_user_limit: false." % (count, max_users, format(NUPOINT_MAX_USERS, ","))
+        )
+    return "warning: checking %d users, more than max_users=%d (enforce_user_limit is off)." % (count, max_users)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def parse_fail_threshold(value: Any) -> Tuple[str, float]:
+    """``("count", n)`` or ``("fraction", f)`` from ``fail_threshold``.
+
+    Whole numbers are counts of failed users (``0``: any failure fails; ``10``); a number with a decimal
+    point below 1 is a fraction (``0.05``); a percentage is written ``5%`` (0 to 100). Raises
+    :class:`UsersError` naming what is wrong with the value.
+    """
+
+    def refused(why: str) -> UsersError:
+        return UsersError("fail_threshold: %r %s. fail_threshold must be %s." % (value, why, _THRESHOLD_FORMS))
+
+    if isinstance(value, bool):
+        raise refused("is a boolean")
+    text = str(value).strip()
+    if not text:
+        raise refused("is empty")
+    percent = text.endswith("%")
+    try:
+        number = float(text[:-1] if percent else text)
+    except ValueError:
+        raise refused("is not a number") from None
+    if not math.isfinite(number):
+        raise refused("is not a finite number")
+    if percent:
+        if not 0 <= number <= 100:
+            raise refused("is not between 0% and 100%")
+        return "fraction", number / 100.0
+    if number < 0:
+        raise refused("is negative")
+    if isinstance(value, int) or re.match(r"^\d+$", text):
+        return "count", number
+    if number < 1:
+        return "fraction", number
+    if number == int(number):
+        return "count", number
+    raise refused("is neither a whole count nor a fraction below 1")
+
+
+def threshold_exceeded(failed: int, total: int, threshold: Tuple[str, float]) -> bool:
+    """True when ``failed`` of ``total`` users is more than ``threshold`` (:func:`parse_fail_threshold`) allows."""
+    kind, number = threshold
+    if kind == "count":
+        return failed > number
+    return total > 0 and failed / float(total) > number
+
+
+def describe_threshold(threshold: Tuple[str, float]) -> str:
+    kind, number = threshold
+    if kind == "count":
+        return "%d failed user%s" % (number, "" if number == 1 else "s")
+    return "%g%% of users failing" % round(number * 100.0, 4)
