@@ -2,8 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Google connection options shared by every module that talks to Google.
 
-Matches ``google_argument_spec()`` in ``plugins/module_utils/google_oauth.py``. Set them once for a
-play with ``module_defaults: {group/nupoint.gworkspace.gworkspace: {...}}``.
+``DOCUMENTATION`` matches ``google_argument_spec()`` in ``plugins/module_utils/google_oauth.py``. Set them
+once for a play with ``module_defaults: {group/nupoint.gworkspace.gworkspace: {...}}``.
+
+``KEY_SOURCE`` matches ``key_source_argument_spec()`` there: the service-account key as ``src`` or
+``content`` (read and validated on the controller by the action plugin) or ``path`` (a file on the node).
 """
 
 
@@ -43,4 +46,33 @@ options:
     type: str
 requirements:
   - google-auth >= 2.20 and requests >= 2.25 on the node that runs the module
+"""
+
+    KEY_SOURCE = r"""
+options:
+  src:
+    description:
+      - Path of the service-account JSON key file on the B(controller), looked up like M(ansible.builtin.copy)'s C(src)
+        (the role's or playbook's C(files/) directory first). May be encrypted with ansible-vault.
+      - The key is read and validated on the controller and handed to the module; it never appears in results or logs.
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: path
+  content:
+    description:
+      - The JSON key itself, for example from a vault-encrypted variable. Validated on the controller like O(src).
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: str
+  path:
+    description:
+      - Path of the JSON key file on the node that runs the module, for example
+        C(/var/lib/nupoint/oauth/service-account.json), where M(nupoint.gworkspace.msl_oauth_credentials) installs it on
+        MSL.
+      - Exactly one of O(src), O(content) and O(path) is required.
+    type: path
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - With O(src) or O(content), the key is read and validated on the controller.
 """

@@ -434,42 +434,6 @@ def unique_scopes(scopes: Iterable[str]) -> List[str]:
 # --------------------------------------------------------------------------- module glue
 
 
-def read_key_text(content: Optional[str], path: Optional[str]) -> str:
-    """The JSON key handed over by the action plugin (``content``) or read from ``path`` on the node.
-
-    Checked for structure (``service_account.parse_json_key``) so a wrong file fails with the same
-    reasons as ``service_account_key_info``. Raises ``KeyValidationError``.
-    """
-    from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
-        KeyValidationError,
-        parse_json_key,
-    )
-
-    if content is None and not path:
-        raise KeyValidationError(
-            "read_error",
-            "No service-account key: set src (a file on the controller, read by the action plugin), content "
-            "(the key itself, e.g. a vault variable) or path (a file on the node that runs the module).",
-            "src",
-        )
-    if content is None:
-        try:
-            with open(str(path), "rb") as handle:
-                raw = handle.read()
-        except OSError as exc:
-            raise KeyValidationError(
-                "read_error",
-                "Cannot read the key file %s on the node: %s. Check the path and its permissions."
-                % (path, exc.strerror),
-                "path",
-            ) from None
-        text = raw.decode("utf-8-sig", "replace")
-    else:
-        text = content
-    parse_json_key(text)
-    return text
-
-
 def client_from_params(params: Mapping[str, Any], key_text: str, scopes: Sequence[str], max_connections: int) -> Any:
     """A :class:`GoogleApiClient` over a :class:`DelegatedTokenSource`, both on one pooled session.
 

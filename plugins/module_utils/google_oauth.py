@@ -156,6 +156,81 @@ def google_argument_spec() -> Dict[str, Dict[str, Any]]:
     )
 
 
+# Where the service-account key comes from (doc fragment ``nupoint.gworkspace.google.KEY_SOURCE``): the action
+# plugin reads src or content on the controller and hands the module content; path is a file on the node.
+KEY_SOURCE_OPTIONS = ("src", "content", "path")
+
+
+def key_source_argument_spec() -> Dict[str, Dict[str, Any]]:
+    """Options ``src``, ``content`` and ``path``; use with ``mutually_exclusive=[KEY_SOURCE_OPTIONS]``."""
+    return dict(
+        src=dict(type="path"),
+        content=dict(type="str", no_log=True),
+        path=dict(type="path"),
+    )
+
+
+def missing_google_library() -> Optional[Tuple[str, Optional[str]]]:
+    """``(name, import traceback)`` of the first library a module that talks to Google lacks, or None.
+
+    For ``module.fail_json(msg=missing_required_lib(name), exception=traceback)``.
+    """
+    for name, present, error in (
+        ("google-auth", HAS_GOOGLE_AUTH, GOOGLE_AUTH_IMPORT_ERROR),
+        ("requests", HAS_REQUESTS, REQUESTS_IMPORT_ERROR),
+    ):
+        if not present:
+            return name, error
+    return None
+
+
+def no_key_message(params: Mapping[str, Any]) -> Optional[str]:
+    """Why no key reached the module (neither ``content`` nor ``path``), or None when one did."""
+    if params.get("content") is not None or params.get("path"):
+        return None
+    if params.get("src") is not None:
+        return (
+            "No key reached the module: src is read on the controller by the action plugin. Set src, content or "
+            "path (a key file on this node)."
+        )
+    return (
+        "No service-account key: set src (a file on the controller, read by the action plugin), content "
+        "(the key itself, e.g. a vault variable) or path (a file on the node that runs the module)."
+    )
+
+
+def read_key_text(params: Mapping[str, Any]) -> str:
+    """The JSON key handed over by the action plugin (``content``) or read from ``path`` on the node.
+
+    Checked for structure (``service_account.parse_json_key``) so a wrong file fails with the same
+    reasons as ``service_account_key_info``. Raises ``KeyValidationError``.
+    """
+    from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
+        KeyValidationError,
+        parse_json_key,
+    )
+
+    missing = no_key_message(params)
+    if missing is not None:
+        raise KeyValidationError("read_error", missing, "src")
+    text = params.get("content")
+    if text is None:
+        path = params["path"]
+        try:
+            with open(str(path), "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise KeyValidationError(
+                "read_error",
+                "Cannot read the key file %s on the node: %s. Check the path and its permissions."
+                % (path, exc.strerror),
+                "path",
+            ) from None
+        text = raw.decode("utf-8-sig", "replace")
+    parse_json_key(text)
+    return text
+
+
 class TokenError(Exception):
     """Minting a token failed; ``failure_class`` is one of :data:`FAILURE_CLASSES` (never ``ok``).
 

@@ -30,28 +30,8 @@ extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.attributes.INFO_MODULE
   - nupoint.gworkspace.google
-attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - With O(src) or O(content), the key is read and validated on the controller.
+  - nupoint.gworkspace.google.KEY_SOURCE
 options:
-  src:
-    description:
-      - Path of the service-account JSON key on the controller (looked up like M(ansible.builtin.copy)'s C(src); may be
-        ansible-vault encrypted).
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: path
-  content:
-    description:
-      - The JSON key itself, for example from a vault variable.
-    type: str
-  path:
-    description:
-      - Path of the JSON key file on the node that runs the module, for example
-        C(/var/lib/nupoint/oauth/service-account.json) on MSL.
-    type: path
   subjects:
     description:
       - Users to impersonate, typically an administrator plus one Advanced UM user. Use primary addresses.
@@ -227,25 +207,24 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
     DEFAULT_SCOPES,
     FAILURE_HINTS,
-    GOOGLE_AUTH_IMPORT_ERROR,
-    HAS_GOOGLE_AUTH,
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
+    KEY_SOURCE_OPTIONS,
     DelegatedTokenSource,
     TokenError,
     admin_console_url,
     google_argument_spec,
+    key_source_argument_spec,
+    missing_google_library,
+    read_key_text,
 )
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
 
 MAX_WORKERS = 8
 DWD_PAGE = "Security > Access and data control > API controls > Manage domain-wide delegation"
 
 
 def argument_spec():
-    spec = dict(
-        src=dict(type="path"),
-        content=dict(type="str", no_log=True),
-        path=dict(type="path"),
+    spec = key_source_argument_spec()
+    spec.update(
         subjects=dict(type="list", elements="str", required=True),
         scopes=dict(type="list", elements="str", default=list(DEFAULT_SCOPES)),
         fail_on_error=dict(type="bool", default=True),
@@ -353,46 +332,25 @@ def build_message(source, params, checks, missing_scopes, url, offset):
     return " ".join(parts)
 
 
-def read_key_file(module, path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        module.fail_json(
-            msg="Cannot read the key file %s on this node: %s." % (path, exc.strerror),
-            reason="read_error",
-            field="path",
-        )
-
-
 def run_module():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("src", "content", "path")],
-        required_one_of=[("content", "path", "src")],
+        mutually_exclusive=[KEY_SOURCE_OPTIONS],
         supports_check_mode=True,
     )
     params = module.params
-    if not HAS_GOOGLE_AUTH:
-        module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if params["content"] is None and params["path"] is None:
-        module.fail_json(
-            msg="No key reached the module: src is read on the controller by the action plugin. Set src, content or "
-            "path (a key file on this node).",
-            reason="read_error",
-            field="src",
-        )
+    missing = missing_google_library()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     subjects = [subject.strip() for subject in params["subjects"] if subject and subject.strip()]
     scopes = list(dict.fromkeys(scope.strip() for scope in params["scopes"] if scope and scope.strip()))
     if not subjects or not scopes:
         module.fail_json(msg="subjects and scopes must each name at least one value.")
     params["subjects"], params["scopes"] = subjects, scopes
-    key_text = params["content"] if params["content"] is not None else read_key_file(module, params["path"])
     pairs = [(subject, scope) for subject in subjects for scope in scopes]
     workers = max(1, min(MAX_WORKERS, len(pairs)))
     try:
+        key_text = read_key_text(params)
         source = DelegatedTokenSource(
             key_text,
             scopes,
@@ -402,8 +360,8 @@ def run_module():
             retries=params["retries"],
             max_connections=workers,
         )
-    except TokenError as exc:
-        module.fail_json(msg=exc.msg, failure_class=exc.failure_class)
+    except (KeyValidationError, TokenError) as exc:
+        module.fail_json(msg=exc.msg, **exc.as_result())
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             checks = list(pool.map(lambda pair: run_check(source, pair[0], pair[1]), pairs))

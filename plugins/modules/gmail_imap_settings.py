@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.google
+  - nupoint.gworkspace.google.KEY_SOURCE
   - nupoint.gworkspace.users
 attributes:
   check_mode:
@@ -40,23 +41,6 @@ attributes:
   idempotent:
     support: full
 options:
-  src:
-    description:
-      - The service account's JSON key file on the B(controller), found like M(ansible.builtin.copy) finds C(src)
-        (the role's or playbook's C(files/) first). Files encrypted with ansible-vault are decrypted.
-      - The key is validated on the controller and handed to the module; it never appears in results or logs.
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: path
-  content:
-    description:
-      - The JSON key itself, for example a vault-encrypted variable.
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: str
-  path:
-    description:
-      - Path of the JSON key file on the node that runs the module.
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: path
   users:
     description:
       - The users, as primary e-mail addresses, or as dictionaries with the key C(user) (the address) and any of
@@ -249,18 +233,15 @@ admin_console_url:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import gmail_imap
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
-    client_from_params,
-    read_key_text,
-)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import client_from_params
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    GOOGLE_AUTH_IMPORT_ERROR,
-    HAS_GOOGLE_AUTH,
+    KEY_SOURCE_OPTIONS,
     TokenError,
     admin_console_url,
     google_argument_spec,
+    key_source_argument_spec,
+    missing_google_library,
+    read_key_text,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
@@ -271,10 +252,8 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
 
 
 def argument_spec():
-    spec = dict(
-        src=dict(type="path"),
-        content=dict(type="str", no_log=True),
-        path=dict(type="path"),
+    spec = key_source_argument_spec()
+    spec.update(
         users=dict(type="list", elements="raw"),
         users_file=dict(type="path"),
         enabled=dict(type="bool", default=True),
@@ -302,15 +281,14 @@ def read_users_file(path):
 def run_module():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("content", "path")],
+        mutually_exclusive=[KEY_SOURCE_OPTIONS],
         required_one_of=[("users", "users_file")],
         supports_check_mode=True,
     )
     params = module.params
-    if not HAS_GOOGLE_AUTH:
-        module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    missing = missing_google_library()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     if params["concurrency"] < 1:
         module.fail_json(msg="concurrency must be at least 1.")
 
@@ -328,11 +306,9 @@ def run_module():
         module.warn(warning)
 
     try:
-        key_text = read_key_text(params["content"], params["path"])
+        key_text = read_key_text(params)
         client = client_from_params(params, key_text, gmail_imap.SCOPES, params["concurrency"])
-    except KeyValidationError as exc:
-        module.fail_json(msg=exc.msg, reason=exc.reason, field=exc.field)
-    except TokenError as exc:
+    except (KeyValidationError, TokenError) as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())
 
     try:

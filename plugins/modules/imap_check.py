@@ -32,13 +32,9 @@ author:
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.google
+  - nupoint.gworkspace.google.KEY_SOURCE
   - nupoint.gworkspace.users
 attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - With O(src) or O(content), the key is read and validated on the controller.
   check_mode:
     support: full
     details:
@@ -50,21 +46,6 @@ attributes:
     details:
       - The module changes nothing; C(changed) is always V(false).
 options:
-  src:
-    description:
-      - Path of the service-account JSON key on the controller (looked up like M(ansible.builtin.copy)'s C(src); may be
-        ansible-vault encrypted).
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: path
-  content:
-    description:
-      - The JSON key itself, for example from a vault variable.
-    type: str
-  path:
-    description:
-      - Path of the JSON key file on the node that runs the module, for example
-        C(/var/lib/nupoint/oauth/service-account.json) on MSL.
-    type: path
   users:
     description:
       - Addresses of the users to check (primary addresses).
@@ -284,13 +265,13 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    GOOGLE_AUTH_IMPORT_ERROR,
-    HAS_GOOGLE_AUTH,
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
+    KEY_SOURCE_OPTIONS,
     SCOPE_MAIL,
     TokenError,
     google_argument_spec,
+    key_source_argument_spec,
+    missing_google_library,
+    no_key_message,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.imap_probe import (
     DEFAULT_CONCURRENCY,
@@ -318,10 +299,8 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
 
 
 def argument_spec():
-    spec = dict(
-        src=dict(type="path"),
-        content=dict(type="str", no_log=True),
-        path=dict(type="path"),
+    spec = key_source_argument_spec()
+    spec.update(
         users=dict(type="list", elements="str"),
         users_file=dict(type="path"),
         imap_host=dict(type="str", default=DEFAULT_IMAP_HOST),
@@ -403,21 +382,17 @@ def summary_message(summary, threshold, exceeded):
 def run_module():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("src", "content", "path"), ("users", "users_file")],
-        required_one_of=[("content", "path", "src"), ("users", "users_file")],
+        mutually_exclusive=[KEY_SOURCE_OPTIONS, ("users", "users_file")],
+        required_one_of=[("users", "users_file")],
         supports_check_mode=True,
     )
     params = module.params
-    if not HAS_GOOGLE_AUTH:
-        module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if params["content"] is None and params["path"] is None:
-        module.fail_json(
-            msg="No key reached the module: src is read on the controller by the action plugin. Set src, content or "
-            "path (a key file on this node).",
-            field="src",
-        )
+    missing = missing_google_library()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    no_key = no_key_message(params)
+    if no_key:
+        module.fail_json(msg=no_key, reason="read_error", field="src")
     threshold = check_options(module, params)
 
     users, warnings, skipped = load_users(module, params)

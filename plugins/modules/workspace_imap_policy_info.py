@@ -27,23 +27,8 @@ extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.attributes.INFO_MODULE
   - nupoint.gworkspace.google
+  - nupoint.gworkspace.google.KEY_SOURCE
 options:
-  src:
-    description:
-      - The service account's JSON key file on the B(controller), found like M(ansible.builtin.copy) finds C(src).
-        Files encrypted with ansible-vault are decrypted. The key never appears in results or logs.
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: path
-  content:
-    description:
-      - The JSON key itself, for example a vault-encrypted variable.
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: str
-  path:
-    description:
-      - Path of the JSON key file on the node that runs the module.
-      - Exactly one of O(src), O(content) and O(path) is required.
-    type: path
   subject:
     description:
       - A super administrator of the domain (or an administrator whose role may read Gmail settings) to act as.
@@ -199,26 +184,21 @@ client_id:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_policy
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
-    client_from_params,
-    read_key_text,
-)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import client_from_params
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    GOOGLE_AUTH_IMPORT_ERROR,
-    HAS_GOOGLE_AUTH,
+    KEY_SOURCE_OPTIONS,
     TokenError,
     google_argument_spec,
+    key_source_argument_spec,
+    missing_google_library,
+    read_key_text,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
 
 
 def argument_spec():
-    spec = dict(
-        src=dict(type="path"),
-        content=dict(type="str", no_log=True),
-        path=dict(type="path"),
+    spec = key_source_argument_spec()
+    spec.update(
         subject=dict(type="str", required=True),
         customer=dict(type="str", default="my_customer"),
         fail_on_error=dict(type="bool", default=False),
@@ -231,24 +211,21 @@ def argument_spec():
 def run_module():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("content", "path")],
+        mutually_exclusive=[KEY_SOURCE_OPTIONS],
         supports_check_mode=True,
     )
     params = module.params
-    if not HAS_GOOGLE_AUTH:
-        module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    missing = missing_google_library()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     subject = params["subject"].strip().lower()
     if "@" not in subject:
         module.fail_json(msg="subject must be an administrator's e-mail address, got %r." % params["subject"])
 
     try:
-        key_text = read_key_text(params["content"], params["path"])
+        key_text = read_key_text(params)
         client = client_from_params(params, key_text, imap_policy.SCOPES, 2)
-    except KeyValidationError as exc:
-        module.fail_json(msg=exc.msg, reason=exc.reason, field=exc.field)
-    except TokenError as exc:
+    except (KeyValidationError, TokenError) as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())
     try:
         result = imap_policy.read_imap_policy(client, subject, params["customer"])

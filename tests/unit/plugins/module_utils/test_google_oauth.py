@@ -268,6 +268,48 @@ def test_google_argument_spec_options():
     assert spec["timeout"]["default"] == go.DEFAULT_TIMEOUT
 
 
+def test_key_source_argument_spec_options():
+    spec = go.key_source_argument_spec()
+    assert set(spec) == set(go.KEY_SOURCE_OPTIONS) == {"src", "content", "path"}
+    assert spec["content"] == {"type": "str", "no_log": True}
+    assert spec["src"]["type"] == spec["path"]["type"] == "path"
+
+
+def test_missing_google_library_is_none_with_both_installed(monkeypatch):
+    assert go.missing_google_library() is None
+    monkeypatch.setattr(go, "HAS_REQUESTS", False)
+    monkeypatch.setattr(go, "REQUESTS_IMPORT_ERROR", "Traceback: no requests")
+    assert go.missing_google_library() == ("requests", "Traceback: no requests")
+
+
+def test_read_key_text_from_content_or_path(tmp_path):
+    text = kf.key_json()
+    assert go.read_key_text({"content": text, "path": None, "src": None}) == text
+    key_file = tmp_path / "sa.json"
+    key_file.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert go.read_key_text({"content": None, "path": str(key_file)}) == text
+
+
+@pytest.mark.parametrize(
+    ("params", "reason", "field", "message"),
+    [
+        ({"src": "files/sa.json"}, "read_error", "src", "No key reached the module: src is read on the controller"),
+        ({}, "read_error", "src", "No service-account key: set src"),
+        ({"path": "/nonexistent/sa.json"}, "read_error", "path", "Cannot read the key file /nonexistent/sa.json"),
+        ({"content": "{not json"}, "not_json", None, "not complete JSON"),
+        ({"content": '{"type": "service_account"}'}, "missing_field", "project_id", "has no 'project_id' field"),
+    ],
+)
+def test_read_key_text_refusals(params, reason, field, message):
+    from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
+
+    with pytest.raises(KeyValidationError) as excinfo:
+        go.read_key_text(params)
+    assert (excinfo.value.reason, excinfo.value.field) == (reason, field)
+    assert message in excinfo.value.msg
+    assert go.no_key_message(params) == (excinfo.value.msg if field == "src" else None)
+
+
 # --------------------------------------------------------------------------- the token source
 
 

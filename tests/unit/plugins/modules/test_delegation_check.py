@@ -185,3 +185,19 @@ def test_unreachable_endpoint_is_connect(run_module, key):
     assert result["failed"] is True
     assert result["checks"][0]["failure_class"] == "connect"
     assert result["clock_offset_seconds"] is None
+
+
+@pytest.mark.parametrize(
+    ("key_args", "reason", "message"),
+    [
+        ({"src": "files/sa.json"}, "read_error", "No key reached the module"),
+        ({}, "read_error", "No service-account key"),
+        ({"content": '{"type": "service_account"}'}, "missing_field", "has no 'project_id' field"),
+    ],
+)
+def test_key_problems_fail_before_google(run_module, google, key_args, reason, message):
+    result = run_module(module, dict(key_args, subjects=["admin@example.test"]))
+    assert result["failed"] is True
+    assert result["reason"] == reason
+    assert message in result["msg"]
+    assert "checks" not in result

@@ -194,6 +194,10 @@ def test_key_must_reach_the_module(run_module, fakes):
     result = run_module(module, {"src": "files/key.json", "users": users(1)})
     assert result["failed"] is True
     assert "No key reached the module" in result["msg"]
+    result = run_module(module, {"users": users(1)})
+    assert result["failed"] is True
+    assert result["msg"].startswith("No service-account key: set src")
+    assert (result["reason"], result["field"]) == ("read_error", "src")
 
 
 def test_key_file_on_the_node(run_module, fakes, tmp_path):
