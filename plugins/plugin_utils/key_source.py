@@ -24,6 +24,9 @@ API::
     result.update(self._execute_module(module_args=module_args, task_vars=task_vars))
     scrub_invocation(result, task_args)
 
+:class:`KeyActionBase` is that sequence as an action plugin: subclasses set ``MODULE_NAME`` and turn the
+task's arguments into the module's in ``build_module_args()``.
+
 Errors are :class:`KeySourceError` (``msg``, ``reason``, ``field`` as in service_account_key_info).
 """
 
@@ -34,6 +37,7 @@ from typing import Any
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
     DEFAULT_P12_PASSWORD,
@@ -53,14 +57,20 @@ NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 class KeySourceError(Exception):
     """The key cannot be found, read or used; ``reason`` is one of service_account.REASONS."""
 
-    def __init__(self, msg: str, reason: str = "read_error", field: str | None = None) -> None:
+    def __init__(self, msg: str, reason: str = "read_error", field: str | None = None, **details: Any) -> None:
         super().__init__(msg)
         self.msg = msg
         self.reason = reason
         self.field = field
+        # Public facts for the result (ids, fingerprints), never key material.
+        self.details = details
 
     def as_result(self) -> dict[str, Any]:
-        return {"failed": True, "msg": self.msg, "reason": self.reason, "field": self.field}
+        result = {"failed": True, "msg": self.msg, "reason": self.reason}
+        if self.field is not None:
+            result["field"] = self.field
+        result.update(self.details)
+        return result
 
 
 class ControllerKey:
@@ -207,3 +217,31 @@ def scrub_invocation(result: dict[str, Any], task_args: dict[str, Any]) -> None:
         if value is not None:
             module_args[name] = NO_LOG_PLACEHOLDER if name in ("content", "p12_content", "p12_password") else value
     invocation["module_args"] = module_args
+
+
+class KeyActionBase(ActionBase):
+    """Runs ``MODULE_NAME`` with the arguments :meth:`build_module_args` makes of the task's, key read on the controller.
+
+    A :class:`KeySourceError` from :meth:`build_module_args` fails the task before the node is contacted; the
+    result's ``invocation`` shows the task's own key options (:func:`scrub_invocation`).
+    """
+
+    TRANSFERS_FILES = False
+    MODULE_NAME = ""
+
+    def build_module_args(self, task_args: dict[str, Any]) -> dict[str, Any]:
+        """The module's arguments for ``task_args``; raises :class:`KeySourceError`."""
+        raise NotImplementedError
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp  # tmp no longer has any effect
+        task_args = dict(self._task.args)
+        try:
+            module_args = self.build_module_args(task_args)
+        except KeySourceError as exc:
+            result.update(exc.as_result(), changed=False)
+            return result
+        result.update(self._execute_module(module_name=self.MODULE_NAME, module_args=module_args, task_vars=task_vars))
+        scrub_invocation(result, task_args)
+        return result

@@ -1,4 +1,7 @@
-"""plugin_utils.key_source: controller-side key reading (vault-aware, binary P12), validation, invocation scrub."""
+"""plugin_utils.key_source: controller-side key reading (vault-aware, binary P12), validation, invocation scrub.
+
+Also what the key-reading action plugins make of a task's arguments (build_module_args).
+"""
 
 import base64
 import json
@@ -9,7 +12,11 @@ from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultLib, VaultSecret
 
+from ansible_collections.nupoint.gworkspace.plugins.action.msl_oauth_credentials import (
+    ActionModule as MslCredentialsAction,
+)
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils import key_source as ks
+from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.google_api_action import GoogleApiActionBase
 from tests.unit import keyfactory as kf
 
 VAULT_PASSWORD = b"unit-vault-password"
@@ -158,3 +165,50 @@ def test_scrub_invocation_restores_task_key_options():
     untouched = {"msg": "no invocation"}
     ks.scrub_invocation(untouched, {"src": "x"})
     assert untouched == {"msg": "no invocation"}
+
+
+class FakeKeyAction(FakeAction):
+    MODULE_NAME = "nupoint.gworkspace.delegation_check"
+
+
+def test_google_api_actions_refuse_p12_and_two_key_sources(loader, files):
+    _key, paths = files
+    action = FakeKeyAction(loader)
+    with pytest.raises(ks.KeySourceError, match="JSON key only; remove p12_src") as excinfo:
+        GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "p12_src": paths["p12"]})
+    assert excinfo.value.as_result() == {
+        "failed": True,
+        "msg": "nupoint.gworkspace.delegation_check: Google APIs are called with the JSON key only; remove p12_src.",
+        "reason": "bad_field",
+        "field": "p12_src",
+    }
+    with pytest.raises(ks.KeySourceError, match="not src and path") as excinfo:
+        GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "path": "/on/the/node"})
+    assert excinfo.value.field == "path"
+
+
+def test_google_api_actions_hand_over_content_or_leave_path(loader, files):
+    _key, paths = files
+    action = FakeKeyAction(loader)
+    from_src = GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "subjects": ["a@example.test"]})
+    with open(paths["json"]) as handle:
+        assert from_src == {"content": handle.read(), "subjects": ["a@example.test"]}
+    on_node = {"path": "/var/lib/nupoint/oauth/service-account.json", "subjects": ["a@example.test"]}
+    assert GoogleApiActionBase.build_module_args(action, on_node) == on_node
+
+
+def test_msl_credentials_action_refuses_an_unexpected_key_before_msl(loader, files):
+    _key, paths = files
+    with pytest.raises(ks.KeySourceError) as excinfo:
+        MslCredentialsAction.build_module_args(
+            FakeAction(loader), {"src": paths["json"], "expected_client_id": "1234567"}
+        )
+    result = excinfo.value.as_result()
+    assert result["reason"] == "unexpected_key"
+    assert "expected 1234567" in result["msg"]
+    assert "Nothing was changed on MSL" in result["msg"]
+    assert result["client_id"] == kf.CLIENT_ID
+    assert "field" not in result
+    absent = MslCredentialsAction.build_module_args(FakeAction(loader), {"state": "absent", "backup": True})
+    assert absent == {"state": "absent", "backup": True}
+    assert "PRIVATE KEY" not in json.dumps(result)
