@@ -20,6 +20,7 @@ Offsets are *server minus local*: positive means this host's clock is behind.
 Runs on MSL: standard library only, Python 3.6 compatible.
 """
 
+import datetime
 import email.utils
 import http.client
 import random
@@ -433,6 +434,39 @@ def measure_ntp(
 # --- HTTP Date ---------------------------------------------------------------------------------
 
 
+def parse_http_date(value: Optional[str]) -> Optional[float]:
+    """Unix time of an HTTP date (a ``Date`` or ``Retry-After`` header); None when absent or unusable.
+
+    HTTP dates are UTC (RFC 9110), so a date without a zone (or with ``-0000``) is read as UTC, not as
+    this host's local time.
+    """
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def date_header_offset(date_header: Optional[str], sent_at: float, received_at: float) -> Optional[float]:
+    """Seconds the server's clock is ahead of ours (negative: behind), from its ``Date`` header; None when unusable.
+
+    ``sent_at`` / ``received_at``: this host's time when the request was sent and the answer arrived.
+    The server stamped some instant of the second [Date, Date+1) while the request was in flight, so
+    its time at the midpoint of the exchange is taken as ``Date`` + 0.5 s; the error is at most half a
+    second plus half the round trip (GAM uses the same method).
+    """
+    server_time = parse_http_date(date_header)
+    if server_time is None:
+        return None
+    return server_time + 0.5 - (sent_at + received_at) / 2.0
+
+
 def http_date_offset(
     url: str,
     ca_path: Optional[str] = None,
@@ -505,13 +539,10 @@ def http_date_offset(
         return result
     finally:
         connection.close()
-    parsed = email.utils.parsedate_tz(header) if header else None
-    if parsed is None:
+    offset = date_header_offset(header, sent, sent + elapsed)
+    if offset is None:
         result.update(status="bad_reply", msg="%s sent no usable Date header (%r)" % (url, header))
         return result
-    server_time = email.utils.mktime_tz(parsed)
-    # The server stamped some instant of second [Date, Date+1) while our request was in flight.
-    offset = (server_time + 0.5) - (sent + elapsed / 2)
     uncertainty = 0.5 + elapsed / 2
     result.update(
         status="ok",

@@ -38,7 +38,6 @@ imports are guarded so modules can ``fail_json(msg=missing_required_lib(...))``.
 """
 
 import datetime
-import email.utils
 import json
 import random
 import re
@@ -47,6 +46,8 @@ import ssl
 import time
 import traceback
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import date_header_offset, parse_http_date
 
 try:
     import requests
@@ -490,36 +491,21 @@ def retry_after_seconds(value: Optional[str], cap: float = DEFAULT_BACKOFF_MAX) 
     value = value.strip()
     if value.isdigit():
         return min(cap, float(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
+    when = parse_http_date(value)
     if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return max(0.0, min(cap, when.timestamp() - time.time()))
+    return max(0.0, min(cap, when - time.time()))
 
 
 def http_date_offset(date_header: Optional[str], sent_at: float, received_at: float) -> Optional[float]:
     """Seconds the server's clock is ahead of ours (negative: behind), from an HTTP ``Date`` header.
 
-    GAM's method. ``Date`` has one-second resolution and is truncated, so the server's time at the
-    midpoint of the request is, on average, the header plus half a second. Resolution is about +-1 s
-    plus half the round-trip time: plenty to tell a right clock from one minutes off.
+    ``clock.date_header_offset`` (the same measurement msl_time_sync's HTTP Date check makes), rounded
+    to 0.1 s: resolution is about +-1 s plus half the round-trip time, plenty to tell a right clock
+    from one minutes off.
     """
-    if not date_header:
-        return None
-    try:
-        server = email.utils.parsedate_to_datetime(date_header)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if server is None:
-        return None
-    if server.tzinfo is None:
-        server = server.replace(tzinfo=datetime.timezone.utc)
-    midpoint = (sent_at + received_at) / 2.0
-    return round(server.timestamp() + 0.5 - midpoint, 1)
+    offset = date_header_offset(date_header, sent_at, received_at)
+    return None if offset is None else round(offset, 1)
 
 
 def admin_console_url(client_id: str, scopes: Iterable[str]) -> str:

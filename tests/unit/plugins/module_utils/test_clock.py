@@ -356,3 +356,35 @@ def test_http_date_missing_ca_file(tmp_path):
     result = http_date_offset("https://127.0.0.1:1/", ca_path=str(tmp_path / "none.pem"))
     assert result["status"] == "tls"
     assert "cannot load the CA file" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Tue, 14 Nov 2023 22:13:20 GMT", 1_700_000_000.0),
+        ("Tue, 14 Nov 2023 23:13:20 +0100", 1_700_000_000.0),
+        # HTTP dates are UTC: no zone, or RFC 2822's "unknown" -0000, is not this host's local time.
+        ("Tue, 14 Nov 2023 22:13:20", 1_700_000_000.0),
+        ("Tue, 14 Nov 2023 22:13:20 -0000", 1_700_000_000.0),
+        ("Tue, 31 Feb 2023 22:13:20 GMT", None),
+        ("not a date", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_http_date(monkeypatch, value, expected):
+    monkeypatch.setenv("TZ", "Pacific/Chatham")
+    time.tzset()
+    try:
+        assert clock.parse_http_date(value) == expected
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_date_header_offset_takes_the_middle_of_the_second_and_of_the_round_trip():
+    header = "Tue, 14 Nov 2023 22:13:20 GMT"  # 1_700_000_000
+    assert clock.date_header_offset(header, 1_700_000_000.0, 1_700_000_000.0) == 0.5
+    assert clock.date_header_offset(header, 1_699_999_880.0, 1_699_999_880.4) == pytest.approx(120.3)
+    assert clock.date_header_offset(header, 1_700_003_600.0, 1_700_003_600.0) == -3599.5
+    assert clock.date_header_offset(None, 0.0, 0.0) is None
