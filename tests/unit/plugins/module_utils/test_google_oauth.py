@@ -520,9 +520,7 @@ def test_no_key_or_token_in_errors_or_repr(key_data):
 
 
 def test_unloadable_key_is_token_invalid_key_without_echoing_it():
-    data = kf.key_dict(
-        private_key="-----BEGIN PRIVATE KEY-----\nTUlJQ2RRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NBbDh3\n-----END PRIVATE KEY-----\n"
-    )
+    data = kf.key_dict(private_key=kf.fake_pem("TUlJQ2RRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NBbDh3"))
     with pytest.raises(go.TokenError) as excinfo:
         go.DelegatedTokenSource(data, session=FakeSession(ok_response()))
     assert excinfo.value.failure_class == "token_invalid_key"

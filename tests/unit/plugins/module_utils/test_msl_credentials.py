@@ -57,8 +57,8 @@ def test_stdlib_fingerprint_4096_bit_key():
     "pem",
     [
         "not a key",
-        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n",
+        kf.fake_pem("AAAA"),
+        kf.fake_pem("!!!"),
     ],
 )
 def test_stdlib_fingerprint_refuses_garbage(pem):

@@ -142,7 +142,7 @@ def test_universe_domain_allows_its_own_email_suffix():
     "pem",
     [
         "not a pem",
-        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        kf.fake_pem("AAAA"),
     ],
 )
 def test_bad_private_key(pem):
