@@ -181,11 +181,12 @@ def spread(values):
     return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3)}
 
 
-def run_floor(lab, users_file, concurrency, port, token_uri):
-    cmd = [
+def child_command(mode, lab, users_file, concurrency, port, token_uri):
+    """This script re-run as a measured child (``--child-floor`` / ``--child-imapclient``) for one regime."""
+    return [
         sys.executable,
         os.path.abspath(__file__),
-        "--child-floor",
+        mode,
         "--users-file",
         users_file,
         "--key-file",
@@ -201,6 +202,10 @@ def run_floor(lab, users_file, concurrency, port, token_uri):
         "--concurrency",
         str(concurrency),
     ]
+
+
+def run_floor(lab, users_file, concurrency, port, token_uri):
+    cmd = child_command("--child-floor", lab, users_file, concurrency, port, token_uri)
     rc, out, err, _wall, _usage = run_child(cmd, env=child_env())
     if rc != 0:
         raise RuntimeError("floor child failed: %s" % err[-2000:])
@@ -215,25 +220,7 @@ def run_floor(lab, users_file, concurrency, port, token_uri):
 
 
 def run_imapclient_variant(lab, users_file, concurrency, port, token_uri):
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child-imapclient",
-        "--users-file",
-        users_file,
-        "--key-file",
-        lab.key_file,
-        "--token-uri",
-        token_uri,
-        "--ca-path",
-        lab.ca_path,
-        "--host",
-        lab.host,
-        "--port",
-        str(port),
-        "--concurrency",
-        str(concurrency),
-    ]
+    cmd = child_command("--child-imapclient", lab, users_file, concurrency, port, token_uri)
     rc, out, err, wall, usage = run_child(cmd, env=child_env())
     if rc != 0:
         raise RuntimeError("imapclient variant failed: %s" % err[-2000:])

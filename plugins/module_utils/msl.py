@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 RunCommand = Callable[[List[str]], Tuple[int, str, str]]
 
@@ -792,3 +792,28 @@ def _diff_view(state: Dict[str, Any]) -> Dict[str, Any]:
         "p12_path",
     )
     return {key: state.get(key) for key in keys}
+
+
+def module_run_command(module: Any) -> RunCommand:
+    """``AnsibleModule.run_command`` as the adapter's ``run_command``.
+
+    Arguments reach the db tool unchanged (no ``$VAR``/``~`` expansion), and a missing tool raises
+    ``OSError``, which the adapter turns into a message naming the option to set.
+    """
+
+    def run_command(argv: List[str]) -> Tuple[int, str, str]:
+        return module.run_command(argv, handle_exceptions=False, expand_user_and_vars=False)
+
+    return run_command
+
+
+def credential_store_from_params(run_command: RunCommand, params: Mapping[str, Any]) -> "CredentialStore":
+    """The credential store described by the ``msl`` and ``msl.CREDENTIALS`` options."""
+    db = ConfigDb(run_command, params["db_command"], params["db_name"])
+    return CredentialStore(
+        db,
+        params["credential_dir"],
+        params["credential_record"],
+        key_file=params["credential_key_file"],
+        p12_file=params["credential_p12_file"],
+    )

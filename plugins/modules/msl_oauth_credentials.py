@@ -191,17 +191,16 @@ reason:
 
 import base64
 import binascii
-from functools import partial
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
-    ConfigDb,
     CredentialKeyError,
-    CredentialStore,
     MslError,
     credential_key_metadata,
+    credential_store_from_params,
     expected_mismatches,
+    module_run_command,
     msl_credentials_argument_spec,
     signal_event,
 )
@@ -298,17 +297,9 @@ def run_module():
         supports_check_mode=True,
     )
     params = module.params
-    # A missing tool raises OSError: msl.py turns it into a message naming the option to set.
-    run_command = partial(module.run_command, handle_exceptions=False)
-    db = ConfigDb(run_command, params["db_command"], params["db_name"])
+    run_command = module_run_command(module)
     try:
-        store = CredentialStore(
-            db,
-            params["credential_dir"],
-            params["credential_record"],
-            key_file=params["credential_key_file"],
-            p12_file=params["credential_p12_file"],
-        )
+        store = credential_store_from_params(run_command, params)
         if params["state"] == "present":
             result = present(module, store, run_command)
         else:

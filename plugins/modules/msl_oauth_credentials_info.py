@@ -109,14 +109,13 @@ record:
   sample: {"key": "nupoint-oauth", "type": "service", "props": {"ClientId": "110123456789012345678"}}
 """
 
-from functools import partial
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
-    ConfigDb,
-    CredentialStore,
     MslError,
+    credential_store_from_params,
+    module_run_command,
     msl_credentials_argument_spec,
 )
 
@@ -124,17 +123,8 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
 def run_module():
     module = AnsibleModule(argument_spec=msl_credentials_argument_spec(), supports_check_mode=True)
     params = module.params
-    # A missing tool raises OSError: msl.py turns it into a message naming the option to set.
-    run_command = partial(module.run_command, handle_exceptions=False)
-    db = ConfigDb(run_command, params["db_command"], params["db_name"])
     try:
-        store = CredentialStore(
-            db,
-            params["credential_dir"],
-            params["credential_record"],
-            key_file=params["credential_key_file"],
-            p12_file=params["credential_p12_file"],
-        )
+        store = credential_store_from_params(module_run_command(module), params)
         state = store.inspect()
     except MslError as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())

@@ -333,6 +333,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import (
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
     ConfigDb,
     MslError,
+    module_run_command,
     msl_time_argument_spec,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.time_sync import (
@@ -376,6 +377,7 @@ class TimeSync:
 
     def __init__(self, module):
         self.module = module
+        self.run_command = module_run_command(module)
         self.params = module.params
         self.result: Dict[str, Any] = dict(
             changed=False,
@@ -387,11 +389,6 @@ class TimeSync:
             synchronized=None,
             stepped=False,
         )
-
-    def run_command(self, argv):
-        # handle_exceptions=False: a missing tool raises OSError, which the adapter turns into a clear message.
-        # expand_user_and_vars=False: db values are data; '$' or '~' in them must reach the db unchanged.
-        return self.module.run_command(argv, handle_exceptions=False, expand_user_and_vars=False)
 
     def check_params(self):
         params = self.params
