@@ -90,7 +90,8 @@ def floor_login(host, port, context, user, token, mailbox, timeout):
         return ok
 
 
-def child_floor(args):
+def child_inputs(args):
+    """The users and a token source (key loaded once), as every measured child starts."""
     from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_probe
 
     with open(args.users_file) as handle:
@@ -100,6 +101,12 @@ def child_floor(args):
     source = imap_probe.new_token_source(
         key, SCOPE, token_uri=args.token_uri, ca_path=args.ca_path, concurrency=args.concurrency
     )
+    return users, source
+
+
+def child_floor(args):
+
+    users, source = child_inputs(args)
     with ThreadPoolExecutor(args.concurrency) as pool:
         tokens = list(pool.map(lambda user: source.token(user)[0], users))
     source.close()
@@ -123,13 +130,7 @@ def child_imapclient(args):
     """imap_check's checker with imapclient instead of the built-in client (the comparison behind that choice)."""
     from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_probe
 
-    with open(args.users_file) as handle:
-        users = [line.strip() for line in handle if line.strip()]
-    with open(args.key_file) as handle:
-        key = handle.read()
-    source = imap_probe.new_token_source(
-        key, SCOPE, token_uri=args.token_uri, ca_path=args.ca_path, concurrency=args.concurrency
-    )
+    users, source = child_inputs(args)
     checker = imap_probe.ImapChecker(
         source,
         args.host,
