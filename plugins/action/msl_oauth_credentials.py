@@ -9,7 +9,7 @@ before a connection to MSL is used. See plugins/plugin_utils/key_source.py.
 
 from typing import Any
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import expected_mismatches
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import expected_mismatches
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import (
     ControllerKey,
     KeyActionBase,

@@ -20,6 +20,8 @@ import traceback
 from typing import Any, Dict, Optional, Union
 from urllib.parse import urlparse
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import key_format
+
 try:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -119,9 +121,8 @@ def require_cryptography() -> None:
         )
 
 
-def normalize_fingerprint(value: str) -> str:
-    """Fingerprints compare case- and separator-insensitively: 'AB:CD' == 'abcd'."""
-    return re.sub(r"[^0-9a-f]", "", value.lower())
+# One comparison rule for fingerprints, on the controller and on MSL (where 'cryptography' is missing).
+normalize_fingerprint = key_format.normalize_fingerprint
 
 
 def format_fingerprint(digest: bytes) -> str:

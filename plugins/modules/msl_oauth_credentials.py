@@ -194,12 +194,14 @@ import binascii
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import (
     CredentialKeyError,
-    MslError,
     credential_key_metadata,
-    credential_store_from_params,
     expected_mismatches,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
+    MslError,
+    credential_store_from_params,
     module_run_command,
     msl_credentials_argument_spec,
     signal_event,

@@ -84,7 +84,7 @@ class ControllerKey:
 
     @property
     def metadata(self) -> dict[str, str]:
-        """The public facts, in the shape module_utils.msl.expected_mismatches() takes."""
+        """The public facts, in the shape module_utils.key_format.expected_mismatches() takes."""
         return {
             "client_id": self.key.client_id,
             "client_email": self.key.client_email,

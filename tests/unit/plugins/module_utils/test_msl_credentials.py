@@ -1,4 +1,4 @@
-"""The MSL credential store (module_utils.msl, stdlib only): fingerprints, atomic writes, permissions, idempotence."""
+"""The MSL credential store (module_utils.msl, stdlib only): atomic writes, permissions, idempotence."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import msl
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import service_account as sa
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import credential_key_metadata
 from tests.unit import keyfactory as kf
 from tests.unit.esmith_host import EsmithHost
 
@@ -29,72 +30,11 @@ def key_bytes(index=0):
 
 
 def install(store, content, p12=None, backup=False):
-    meta = msl.credential_key_metadata(content)
+    meta = credential_key_metadata(content)
     plan = store.plan_install(content, p12, meta)
     if plan["changes"]:
         store.install(content, p12, meta, plan, backup=backup)
     return plan
-
-
-# --------------------------------------------------------------------------- stdlib key reading
-
-
-@pytest.mark.parametrize("pem", [kf.pem_pkcs8, kf.pem_pkcs1])
-def test_stdlib_fingerprint_equals_cryptography(pem):
-    for index in (0, 1):
-        key = kf.rsa_key(index=index)
-        assert msl.pem_public_key_fingerprint_sha256(pem(key)) == sa.public_key_fingerprint_sha256(key.public_key())
-
-
-def test_stdlib_fingerprint_4096_bit_key():
-    key = kf.rsa_key(bits=4096)
-    assert msl.pem_public_key_fingerprint_sha256(kf.pem_pkcs8(key)) == sa.public_key_fingerprint_sha256(
-        key.public_key()
-    )
-
-
-@pytest.mark.parametrize(
-    "pem",
-    [
-        "not a key",
-        kf.fake_pem("AAAA"),
-        kf.fake_pem("!!!"),
-    ],
-)
-def test_stdlib_fingerprint_refuses_garbage(pem):
-    with pytest.raises(msl.CredentialKeyError):
-        msl.pem_public_key_fingerprint_sha256(pem)
-
-
-def test_stdlib_fingerprint_refuses_ec_key():
-    with pytest.raises(msl.CredentialKeyError, match="not an RSA key"):
-        msl.pem_public_key_fingerprint_sha256(kf.pem_pkcs8(kf.ec_key()))
-
-
-def test_key_metadata_has_no_private_key():
-    key, content = key_bytes()
-    meta = msl.credential_key_metadata(content)
-    assert meta == {
-        "client_id": kf.CLIENT_ID,
-        "client_email": kf.CLIENT_EMAIL,
-        "private_key_id": "%040x" % 1,
-        "project_id": "unit-project",
-        "fingerprint_sha256": sa.public_key_fingerprint_sha256(key.public_key()),
-    }
-
-
-def test_expected_mismatches_show_both_values():
-    _key, content = key_bytes()
-    meta = msl.credential_key_metadata(content)
-    assert (
-        msl.expected_mismatches(meta, kf.CLIENT_ID, kf.CLIENT_EMAIL.upper(), meta["fingerprint_sha256"].upper()) == []
-    )
-    problems = msl.expected_mismatches(meta, "123456789", "other@p.iam.gserviceaccount.com", "00:11")
-    assert problems == [
-        "client ID is %s, expected 123456789" % kf.CLIENT_ID,
-        "client e-mail is %s, expected other@p.iam.gserviceaccount.com" % kf.CLIENT_EMAIL,
-        "public-key fingerprint is %s, expected 00:11" % meta["fingerprint_sha256"],
-    ]
 
 
 # --------------------------------------------------------------------------- install / idempotence
@@ -153,7 +93,7 @@ def test_rotation_replaces_key_and_drops_stale_p12_with_backups(host, store):
     _old, old_content = key_bytes(0)
     install(store, old_content, p12=b"\x30old-p12")
     _new, new_content = key_bytes(1)
-    meta = msl.credential_key_metadata(new_content)
+    meta = credential_key_metadata(new_content)
     plan = store.plan_install(new_content, None, meta)
     assert plan["changes"] == ["key_file", "p12_file", "record"]
     assert plan["before"]["private_key_id"] == "%040x" % 1
@@ -176,7 +116,7 @@ def test_failure_between_temp_write_and_rename_keeps_old_key(host, store, monkey
     install(store, old_content, p12=b"\x30old-p12")
     before = host.snapshot()
     _new, new_content = key_bytes(1)
-    meta = msl.credential_key_metadata(new_content)
+    meta = credential_key_metadata(new_content)
     plan = store.plan_install(new_content, b"\x30new-p12", meta)
 
     def failing_replace(src, dst):
@@ -194,7 +134,7 @@ def test_failure_while_staging_second_file_keeps_old_key(host, store, monkeypatc
     install(store, old_content, p12=b"\x30old-p12")
     before = host.snapshot()
     _new, new_content = key_bytes(1)
-    meta = msl.credential_key_metadata(new_content)
+    meta = credential_key_metadata(new_content)
     plan = store.plan_install(new_content, b"\x30new-p12", meta)
     real_stage = msl.stage_file
 
