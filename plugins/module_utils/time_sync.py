@@ -1,17 +1,29 @@
 # Copyright: contributors to nupoint.gworkspace
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Backend of ``msl_time_sync``: the ``ntpd`` record plan, the offset verdict and the step command.
+"""Backend of ``msl_time_sync`` and ``clock_offset_info``: measure the clock, judge the offset, keep MSL on network time.
 
-Kept apart from the module so unit tests drive it with a fake command runner. Runs on MSL:
-standard library only, Python 3.6 compatible.
+:func:`measure_clock` is the one measurement both modules make (SNTP against every server, the
+optional HTTP ``Date`` second opinion, the verdict against ``max_offset``). :class:`TimeSync` is one
+run of ``msl_time_sync``: plan and write the ``ntpd`` record, measure, then fail, warn or step.
+Kept apart from the modules so unit tests drive them with a fake command runner and scripted
+servers. Runs on MSL (and any Linux host): standard library only, Python 3.6 compatible.
 """
 
 import shlex
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import (
+    MAX_ROOT_DISTANCE,
+    NTP_PORT,
+    ClockError,
+    check_server_name,
+    http_date_offset,
+    measure_ntp,
+)
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
     DEFAULTS,
     ConfigDb,
+    MslError,
     Record,
     RunCommand,
     signal_event,
@@ -29,7 +41,7 @@ ON_EXCESS_OFFSET = ("fail", "step", "warn")
 
 
 class TimeSyncError(Exception):
-    """A failure ``msl_time_sync`` reports with ``msg`` and a machine-readable ``reason``."""
+    """A failure the time modules report with ``msg`` and a machine-readable ``reason``."""
 
     def __init__(self, msg: str, reason: str, **details: Any) -> None:
         super().__init__(msg)
@@ -52,6 +64,12 @@ class NtpRecordNames:
         self.status_property = status_property
         self.server_property = server_property
         self.event = event
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "NtpRecordNames":
+        return cls(
+            params["ntp_record"], params["ntp_status_property"], params["ntp_server_property"], params["ntp_event"]
+        )
 
 
 def desired_properties(names: NtpRecordNames, state: str, servers: List[str]) -> Dict[str, str]:
@@ -180,3 +198,244 @@ def step_servers(ntp: Dict[str, Any]) -> List[str]:
     usable = [result["server"] for result in ntp["servers"] if result["status"] == "ok"]
     selected = ntp["selected_server"]
     return [selected] + [server for server in usable if server != selected]
+
+
+# --------------------------------------------------------------------------- the measurement
+
+# What a module that measures the clock may raise; each carries ``msg`` (MslError: no ``reason``).
+TIME_ERRORS = (ClockError, MslError, TimeSyncError)
+
+
+def measurement_argument_spec() -> Dict[str, Dict[str, object]]:
+    """Options of every module that measures the clock offset (doc fragment ``clock``); ``servers`` is the module's."""
+    return dict(
+        max_offset=dict(type="float", default=5.0),
+        ntp_port=dict(type="int", default=NTP_PORT),
+        samples=dict(type="int", default=4),
+        sample_interval=dict(type="float", default=2.0),
+        timeout=dict(type="float", default=2.0),
+        http_date_url=dict(type="str"),
+        ca_path=dict(type="path"),
+    )
+
+
+def check_measurement_params(params: Mapping[str, Any]) -> None:
+    """TimeSyncError ``invalid_option`` (ClockError ``invalid_server``) for options no measurement can use."""
+    for server in params["servers"]:
+        check_server_name(server)
+    for name in ("samples", "ntp_port"):
+        if params[name] < 1:
+            raise TimeSyncError("%s must be at least 1." % name, "invalid_option")
+    for name in ("timeout", "max_offset"):
+        if params[name] <= 0:
+            raise TimeSyncError("%s must be more than 0." % name, "invalid_option")
+    if params["sample_interval"] < 0:
+        raise TimeSyncError("sample_interval must not be negative.", "invalid_option")
+
+
+def measure_offsets(
+    params: Mapping[str, Any], warn: Callable[[str], None]
+) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """(NTP measurement, HTTP Date second opinion or None); ClockError ``no_server`` when no server gives usable time.
+
+    An unreachable HTTP Date URL is only a warning: NTP alone decides then.
+    """
+    ntp = measure_ntp(
+        params["servers"],
+        params["ntp_port"],
+        params["samples"],
+        params["timeout"],
+        params["sample_interval"],
+        MAX_ROOT_DISTANCE,
+    )
+    http_date = None
+    if params["http_date_url"]:
+        http_date = http_date_offset(params["http_date_url"], params["ca_path"], params["timeout"])
+        if http_date["status"] != "ok":
+            warn("The HTTP Date second opinion is unavailable (%s); NTP alone decides." % http_date["msg"])
+    return ntp, http_date
+
+
+def server_warnings(ntp: Dict[str, Any], max_offset: float) -> List[str]:
+    """Servers that gave no usable time, and servers that disagree by more than ``max_offset``."""
+    warnings = [
+        "NTP server %s gave no usable time: %s" % (server["server"], server["msg"])
+        for server in ntp["servers"]
+        if server["status"] != "ok"
+    ]
+    if ntp["spread_seconds"] > max_offset:
+        warnings.append(
+            "The NTP servers disagree by %.3f s; the median (%+.3f s) was used. Check the servers."
+            % (ntp["spread_seconds"], ntp["offset_seconds"])
+        )
+    return warnings
+
+
+def measurement_result(ntp: Dict[str, Any], http_date: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The result fields every measuring module returns."""
+    return {
+        "offset_seconds": ntp["offset_seconds"],
+        "spread_seconds": ntp["spread_seconds"],
+        "selected_server": ntp["selected_server"],
+        "server_results": ntp["servers"],
+        "http_date": http_date,
+    }
+
+
+def measure_clock(params: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
+    """Measure once and judge the offset against ``max_offset``, changing nothing (``clock_offset_info``).
+
+    Returns :func:`measurement_result`'s fields plus ``synchronized`` and ``excess_offset`` (None
+    within the limit, else the verdict's source, offset and server and a ``msg`` that says why OAuth
+    breaks; the same message is warned). Raises ClockError ``no_server`` with every server's result.
+    """
+    ntp, http_date = measure_offsets(params, warn)
+    for warning in server_warnings(ntp, params["max_offset"]):
+        warn(warning)
+    verdict = offset_verdict(ntp, http_date, params["max_offset"])
+    if verdict is not None:
+        verdict["msg"] = excess_message(verdict, params["max_offset"])
+        warn(verdict["msg"])
+    result = measurement_result(ntp, http_date)
+    result.update(synchronized=verdict is None, excess_offset=verdict)
+    return result
+
+
+def failure_details(exc: Exception) -> Dict[str, Any]:
+    """``reason`` and the extra result fields of a TIME_ERRORS failure (a db failure is ``msl_db``)."""
+    if isinstance(exc, MslError):
+        return dict(exc.as_result(), reason="msl_db")
+    details: Dict[str, Any] = dict(getattr(exc, "details", {}))
+    details["reason"] = getattr(exc, "reason", "other")
+    if isinstance(exc, ClockError) and exc.servers:
+        details["server_results"] = exc.servers
+    return details
+
+
+# --------------------------------------------------------------------------- msl_time_sync
+
+
+class TimeSync:
+    """One run of ``msl_time_sync``: configure the ``ntpd`` record, measure, act on the verdict.
+
+    ``params`` are the module's options. ``result`` grows as the run goes, so a failure still reports
+    what was done before it (a record written, servers measured); ``warnings`` are for the caller to
+    emit. In check mode nothing is written, signalled or stepped.
+    """
+
+    def __init__(self, params: Mapping[str, Any], run_command: RunCommand, check_mode: bool = False) -> None:
+        self.params = params
+        self.run_command = run_command
+        self.check_mode = check_mode
+        self.warnings: List[str] = []
+        self.result: Dict[str, Any] = dict(
+            changed=False,
+            record_before=None,
+            record_after=None,
+            offset_seconds=None,
+            server_results=[],
+            http_date=None,
+            synchronized=None,
+            stepped=False,
+        )
+
+    def check_params(self) -> None:
+        params = self.params
+        check_measurement_params(params)
+        if (params["state"] == "enabled" or not params["manage"]) and not params["servers"]:
+            raise TimeSyncError(
+                "servers is required to enable network time (or to measure with manage=false).", "invalid_option"
+            )
+        # Fail on a malformed step command before anything is changed.
+        step_argv(params["step_command"], "server", params["ntp_port"])
+
+    def configure(self) -> None:
+        params = self.params
+        names = NtpRecordNames.from_params(params)
+        db = ConfigDb(self.run_command, params["db_command"], params["db_name"])
+        current = db.get(names.record)
+        after = plan_record(names, current, desired_properties(names, params["state"], params["servers"]))
+        self.result["record_before"] = record_info(current)
+        self.result["record_after"] = record_info(after if after is not None else current)
+        if after is None:
+            return
+        self.result["changed"] = True
+        if not self.check_mode:
+            apply_record(db, self.run_command, names, current, after, params["signal_event_command"])
+
+    def measure(self) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+        try:
+            return measure_offsets(self.params, self.warnings.append)
+        except ClockError as exc:
+            self.result["server_results"] = exc.servers
+            raise
+
+    def step(self, ntp: Dict[str, Any]) -> None:
+        """Run the step command against the best server, falling back to the next answering one."""
+        params = self.params
+        self.result["changed"] = True
+        servers = step_servers(ntp)
+        if self.check_mode:
+            self.result["step_command"] = step_argv(params["step_command"], servers[0], params["ntp_port"])
+            return
+        failure = None
+        for server in servers:
+            argv = step_argv(params["step_command"], server, params["ntp_port"])
+            self.result["step_command"] = argv
+            try:
+                run_step(self.run_command, argv)
+            except TimeSyncError as exc:
+                failure = exc
+                continue
+            self.result["stepped"] = True
+            return
+        if failure is not None:
+            raise failure
+
+    def run(self) -> Dict[str, Any]:
+        """The result; raises one of TIME_ERRORS (``result`` then holds what was done before)."""
+        params = self.params
+        self.check_params()
+        if params["manage"]:
+            self.configure()
+        if not params["servers"]:
+            return self.result
+        ntp, http_date = self.measure()
+        self.result.update(measurement_result(ntp, http_date))
+        self.warnings.extend(server_warnings(ntp, params["max_offset"]))
+        verdict = offset_verdict(ntp, http_date, params["max_offset"])
+        self.result["synchronized"] = verdict is None
+        if verdict is None:
+            return self.result
+        message = excess_message(verdict, params["max_offset"])
+        action = params["on_excess_offset"]
+        if action == "fail":
+            raise TimeSyncError(message, "offset_exceeded")
+        if action == "warn":
+            self.warnings.append(message)
+            return self.result
+        self.step(ntp)
+        if not self.result["stepped"]:
+            self.warnings.append("Check mode: would step the clock. %s" % message)
+            return self.result
+        ntp_after, http_after = self.measure()
+        self.result["offset_after_step_seconds"] = ntp_after["offset_seconds"]
+        verdict_after = offset_verdict(ntp_after, http_after, params["max_offset"])
+        self.result["synchronized"] = verdict_after is None
+        if verdict_after is not None:
+            raise TimeSyncError(
+                "The step command '%s' ran, but the clock is still off. %s"
+                % (" ".join(self.result["step_command"]), excess_message(verdict_after, params["max_offset"])),
+                "offset_after_step",
+            )
+        return self.result
+
+    def diff(self) -> Dict[str, Any]:
+        """The ``ntpd`` record before and after, for ``--diff``."""
+        header = "%s record" % self.params["ntp_record"]
+        return {
+            "before_header": header,
+            "after_header": header,
+            "before": self.result["record_before"] or {},
+            "after": self.result["record_after"] or {},
+        }

@@ -318,240 +318,49 @@ reason:
   sample: offset_exceeded
 """
 
-from typing import Any, Dict
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import (
-    MAX_ROOT_DISTANCE,
-    NTP_PORT,
-    ClockError,
-    check_server_name,
-    http_date_offset,
-    measure_ntp,
-)
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
-    ConfigDb,
-    MslError,
-    module_run_command,
-    msl_time_argument_spec,
-)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import module_run_command, msl_time_argument_spec
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.time_sync import (
     DEFAULT_STEP_COMMAND,
     ON_EXCESS_OFFSET,
-    NtpRecordNames,
-    TimeSyncError,
-    apply_record,
-    desired_properties,
-    excess_message,
-    offset_verdict,
-    plan_record,
-    record_info,
-    run_step,
-    step_argv,
-    step_servers,
+    TIME_ERRORS,
+    TimeSync,
+    failure_details,
+    measurement_argument_spec,
 )
 
 
 def argument_spec():
     spec = msl_time_argument_spec()
+    spec.update(measurement_argument_spec())
     spec.update(
         servers=dict(type="list", elements="str", default=[]),
         state=dict(type="str", choices=["enabled", "disabled"], default="enabled"),
         manage=dict(type="bool", default=True),
-        max_offset=dict(type="float", default=5.0),
         on_excess_offset=dict(type="str", choices=list(ON_EXCESS_OFFSET), default="fail"),
         step_command=dict(type="raw", default=list(DEFAULT_STEP_COMMAND)),
-        ntp_port=dict(type="int", default=NTP_PORT),
-        samples=dict(type="int", default=4),
-        sample_interval=dict(type="float", default=2.0),
-        timeout=dict(type="float", default=2.0),
-        http_date_url=dict(type="str"),
-        ca_path=dict(type="path"),
     )
     return spec
 
 
-class TimeSync:
-    """One run of the module: configure the record, measure, act on the verdict."""
-
-    def __init__(self, module):
-        self.module = module
-        self.run_command = module_run_command(module)
-        self.params = module.params
-        self.result: Dict[str, Any] = dict(
-            changed=False,
-            record_before=None,
-            record_after=None,
-            offset_seconds=None,
-            server_results=[],
-            http_date=None,
-            synchronized=None,
-            stepped=False,
-        )
-
-    def check_params(self):
-        params = self.params
-        for server in params["servers"]:
-            check_server_name(server)
-        if (params["state"] == "enabled" or not params["manage"]) and not params["servers"]:
-            raise TimeSyncError(
-                "servers is required to enable network time (or to measure with manage=false).", "invalid_option"
-            )
-        for name in ("samples", "ntp_port"):
-            if params[name] < 1:
-                raise TimeSyncError("%s must be at least 1." % name, "invalid_option")
-        for name in ("timeout", "max_offset"):
-            if params[name] <= 0:
-                raise TimeSyncError("%s must be more than 0." % name, "invalid_option")
-        if params["sample_interval"] < 0:
-            raise TimeSyncError("sample_interval must not be negative.", "invalid_option")
-        # Fail on a malformed step command before anything is changed.
-        step_argv(params["step_command"], "server", params["ntp_port"])
-
-    def configure(self):
-        params = self.params
-        names = NtpRecordNames(
-            params["ntp_record"], params["ntp_status_property"], params["ntp_server_property"], params["ntp_event"]
-        )
-        db = ConfigDb(self.run_command, params["db_command"], params["db_name"])
-        current = db.get(names.record)
-        after = plan_record(names, current, desired_properties(names, params["state"], params["servers"]))
-        self.result["record_before"] = record_info(current)
-        self.result["record_after"] = record_info(after if after is not None else current)
-        if after is None:
-            return
-        self.result["changed"] = True
-        if not self.module.check_mode:
-            apply_record(db, self.run_command, names, current, after, params["signal_event_command"])
-
-    def measure(self):
-        params = self.params
-        try:
-            ntp = measure_ntp(
-                params["servers"],
-                params["ntp_port"],
-                params["samples"],
-                params["timeout"],
-                params["sample_interval"],
-                MAX_ROOT_DISTANCE,
-            )
-        except ClockError as exc:
-            self.result["server_results"] = exc.servers
-            raise
-        http_date = None
-        if params["http_date_url"]:
-            http_date = http_date_offset(params["http_date_url"], params["ca_path"], params["timeout"])
-            if http_date["status"] != "ok":
-                self.module.warn(
-                    "The HTTP Date second opinion is unavailable (%s); NTP alone decides." % http_date["msg"]
-                )
-        return ntp, http_date
-
-    def warn_about(self, ntp):
-        for server in ntp["servers"]:
-            if server["status"] != "ok":
-                self.module.warn("NTP server %s gave no usable time: %s" % (server["server"], server["msg"]))
-        if ntp["spread_seconds"] > self.params["max_offset"]:
-            self.module.warn(
-                "The NTP servers disagree by %.3f s; the median (%+.3f s) was used. Check the servers."
-                % (ntp["spread_seconds"], ntp["offset_seconds"])
-            )
-
-    def step(self, ntp):
-        params = self.params
-        self.result["changed"] = True
-        servers = step_servers(ntp)
-        if self.module.check_mode:
-            self.result["step_command"] = step_argv(params["step_command"], servers[0], params["ntp_port"])
-            return
-        failure = None
-        for server in servers:
-            argv = step_argv(params["step_command"], server, params["ntp_port"])
-            self.result["step_command"] = argv
-            try:
-                run_step(self.run_command, argv)
-            except TimeSyncError as exc:
-                failure = exc
-                continue
-            self.result["stepped"] = True
-            return
-        if failure is not None:
-            raise failure
-
-    def run(self):
-        params = self.params
-        self.check_params()
-        if params["manage"]:
-            self.configure()
-        if not params["servers"]:
-            return
-        ntp, http_date = self.measure()
-        self.result.update(
-            offset_seconds=ntp["offset_seconds"],
-            spread_seconds=ntp["spread_seconds"],
-            selected_server=ntp["selected_server"],
-            server_results=ntp["servers"],
-            http_date=http_date,
-        )
-        self.warn_about(ntp)
-        verdict = offset_verdict(ntp, http_date, params["max_offset"])
-        self.result["synchronized"] = verdict is None
-        if verdict is None:
-            return
-        message = excess_message(verdict, params["max_offset"])
-        action = params["on_excess_offset"]
-        if action == "fail":
-            raise TimeSyncError(message, "offset_exceeded")
-        if action == "warn":
-            self.module.warn(message)
-            return
-        self.step(ntp)
-        if not self.result["stepped"]:
-            self.module.warn("Check mode: would step the clock. %s" % message)
-            return
-        ntp_after, http_after = self.measure()
-        self.result["offset_after_step_seconds"] = ntp_after["offset_seconds"]
-        verdict_after = offset_verdict(ntp_after, http_after, params["max_offset"])
-        self.result["synchronized"] = verdict_after is None
-        if verdict_after is not None:
-            raise TimeSyncError(
-                "The step command '%s' ran, but the clock is still off. %s"
-                % (" ".join(self.result["step_command"]), excess_message(verdict_after, params["max_offset"])),
-                "offset_after_step",
-            )
-
-    def diff(self):
-        return {
-            "before_header": "%s record" % self.params["ntp_record"],
-            "after_header": "%s record" % self.params["ntp_record"],
-            "before": self.result["record_before"] or {},
-            "after": self.result["record_after"] or {},
-        }
-
-
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
-    )
-    sync = TimeSync(module)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    sync = TimeSync(module.params, module_run_command(module), check_mode=module.check_mode)
+    failure = None
     try:
         sync.run()
-    except (ClockError, MslError, TimeSyncError) as exc:
-        reason = getattr(exc, "reason", "msl_db")
-        details: Dict[str, Any] = {}
-        if isinstance(exc, MslError):
-            details = exc.as_result()
-        elif isinstance(exc, TimeSyncError):
-            details = exc.details
-        result = dict(sync.result, **details)
-        if module._diff and module.params["manage"]:
-            result["diff"] = sync.diff()
-        module.fail_json(msg=exc.msg, reason=reason, **result)
+    except TIME_ERRORS as exc:
+        failure = exc
+    for warning in sync.warnings:
+        module.warn(warning)
+    result = dict(sync.result)
     if module._diff and module.params["manage"]:
-        sync.result["diff"] = sync.diff()
-    module.exit_json(**sync.result)
+        result["diff"] = sync.diff()
+    if failure is not None:
+        result.update(failure_details(failure))
+        module.fail_json(msg=failure.msg, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
