@@ -5,8 +5,10 @@
 ``DOCUMENTATION`` matches ``google_argument_spec()`` in ``plugins/module_utils/google_oauth.py``. Set them
 once for a play with ``module_defaults: {group/nupoint.gworkspace.gworkspace: {...}}``.
 
-``KEY_SOURCE`` matches ``key_source_argument_spec()`` there: the service-account key as ``src`` or
-``content`` (read and validated on the controller by the action plugin) or ``path`` (a file on the node).
+``KEY_SOURCE`` matches ``key_source_argument_spec()`` in ``plugins/module_utils/key_source.py``: the
+service-account key as ``src`` (a controller file, read by the action plugin) or ``content``, or ``path`` (a
+file on the node). ``KEY_SOURCE_P12`` adds what ``key_source_argument_spec(p12=True)`` adds: the P12 file of
+the same key as ``p12_src``, ``p12_content`` or ``p12_path``, and ``p12_password``.
 """
 
 
@@ -54,12 +56,13 @@ options:
     description:
       - Path of the service-account JSON key file on the B(controller), looked up like M(ansible.builtin.copy)'s C(src)
         (the role's or playbook's C(files/) directory first). May be encrypted with ansible-vault.
-      - The key is read and validated on the controller and handed to the module; it never appears in results or logs.
+      - The action plugin reads it on the controller and hands the module its content; the key never appears in
+        results or logs.
       - Exactly one of O(src), O(content) and O(path) is required.
     type: path
   content:
     description:
-      - The JSON key itself, for example from a vault-encrypted variable. Validated on the controller like O(src).
+      - The JSON key itself, for example from a vault-encrypted variable. Never shown in results or logs.
       - Exactly one of O(src), O(content) and O(path) is required.
     type: str
   path:
@@ -74,5 +77,39 @@ attributes:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
     details:
-      - With O(src) or O(content), the key is read and validated on the controller.
+      - The key options are checked on the controller before the node is contacted (exactly one key source), and
+        O(src) is read there (ansible-vault files are decrypted).
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: full
+    details:
+      - The job's result file on the node (C(~/.ansible_async)) holds the module's result, never the key; O(content) is
+        masked there as in every result.
+"""
+
+    KEY_SOURCE_P12 = r"""
+options:
+  p12_src:
+    description:
+      - Path of the P12 (PKCS#12) file of the same key on the B(controller), for MSL releases that still ask for it;
+        looked up like O(src) and may be encrypted with ansible-vault. The action plugin reads it and hands the module
+        its bytes as O(p12_content).
+      - At most one of O(p12_src), O(p12_content) and O(p12_path); each needs the JSON key as well.
+    type: path
+  p12_content:
+    description:
+      - The P12 file, base64-encoded, for example the RV(ansible.builtin.slurp#module:content) of
+        M(ansible.builtin.slurp) or a vault variable holding the base64 text.
+      - At most one of O(p12_src), O(p12_content) and O(p12_path).
+    type: str
+  p12_path:
+    description:
+      - Path of the P12 file on the node that runs the module.
+      - At most one of O(p12_src), O(p12_content) and O(p12_path).
+    type: path
+  p12_password:
+    description:
+      - Password of the P12 file. Google issues every P12 key with the same fixed password, which is the default.
+    type: str
+    default: notasecret
 """

@@ -199,6 +199,10 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format impo
     credential_key_metadata,
     expected_mismatches,
 )
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
+    key_source_argument_spec,
+    key_source_mutually_exclusive,
+)
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
     MslError,
     credential_store_from_params,
@@ -209,12 +213,9 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
 
 
 def argument_spec():
-    spec = dict(
-        src=dict(type="path"),
-        content=dict(type="str", no_log=True),
-        p12_src=dict(type="path"),
-        p12_content=dict(type="str", no_log=True),
-        p12_password=dict(type="str", no_log=True, default="notasecret"),
+    # The key always comes from the controller (the action plugin): no path/p12_path on MSL.
+    spec = key_source_argument_spec(p12=True, node=False)
+    spec.update(
         state=dict(type="str", choices=["present", "absent"], default="present"),
         expected_client_id=dict(type="str"),
         expected_client_email=dict(type="str"),
@@ -295,7 +296,7 @@ def absent(module, store, run_command):
 def run_module():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("src", "content"), ("p12_src", "p12_content")],
+        mutually_exclusive=key_source_mutually_exclusive(p12=True, node=False),
         supports_check_mode=True,
     )
     params = module.params

@@ -17,7 +17,10 @@ description:
   - Returns the identities to compare with the Google Cloud console and the Admin console (client ID, e-mail,
     key ID, public-key fingerprint). It never returns, logs or prints the private key.
   - On failure the result has a machine-readable RV(reason) and a message naming the field and the fix.
-  - "Runs where the task runs; use C(delegate_to: localhost) to validate a file on the controller."
+  - The key can come from the controller (O(src), O(p12_src), which may be encrypted with ansible-vault) or from the
+    node that runs the module (O(path), O(p12_path)), or be given inline (O(content), O(p12_content)).
+  - "The module validates the key where the task runs, which needs C(cryptography) there; use
+    C(delegate_to: localhost) to validate on the controller."
 author:
   - nupoint.gworkspace maintainers (@nupoint)
 requirements:
@@ -25,33 +28,8 @@ requirements:
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.attributes.INFO_MODULE
-options:
-  path:
-    description:
-      - Path of the JSON key file on the node that runs the module.
-      - Exactly one of O(path) and O(content) is required.
-    type: path
-  content:
-    description:
-      - The JSON key itself, for example from a vault-encrypted variable or C(lookup('file', ...)).
-      - Exactly one of O(path) and O(content) is required.
-    type: str
-  p12_path:
-    description:
-      - Path of the P12 (PKCS#12) file of the same key, for MSL releases that still ask for it.
-      - Mutually exclusive with O(p12_content).
-    type: path
-  p12_content:
-    description:
-      - The P12 file, base64-encoded, for example the RV(ansible.builtin.slurp#module:content) of
-        M(ansible.builtin.slurp) or a vault variable holding the base64 text.
-      - Mutually exclusive with O(p12_path).
-    type: str
-  p12_password:
-    description:
-      - Password of the P12 file. Google issues every P12 key with the same fixed password, which is the default.
-    type: str
-    default: notasecret
+  - nupoint.gworkspace.google.KEY_SOURCE
+  - nupoint.gworkspace.google.KEY_SOURCE_P12
 seealso:
   - name: Create and delete service account keys
     description: Google Cloud documentation on creating service-account keys.
@@ -65,7 +43,7 @@ notes:
 EXAMPLES = r"""
 - name: Validate the key before anything else
   nupoint.gworkspace.service_account_key_info:
-    path: files/nupoint-um-sa.json
+    src: nupoint-um-sa.json  # files/ of the role or playbook; may be vault-encrypted
   delegate_to: localhost
   register: sa_key
 
@@ -77,13 +55,17 @@ EXAMPLES = r"""
 
 - name: Validate a vault-encrypted key together with its P12 twin
   nupoint.gworkspace.service_account_key_info:
-    content: "{{ lookup('ansible.builtin.file', 'files/nupoint-um-sa.json.vault') }}"
-    p12_path: files/nupoint-um-sa.p12
+    src: nupoint-um-sa.json.vault
+    p12_src: nupoint-um-sa.p12.vault
   delegate_to: localhost
+
+- name: Validate the key installed on MSL, where it is
+  nupoint.gworkspace.service_account_key_info:
+    path: /var/lib/nupoint/oauth/service-account.json
 
 - name: Fail early when the key is not the one the Admin console authorises
   nupoint.gworkspace.service_account_key_info:
-    path: files/nupoint-um-sa.json
+    content: "{{ vault_nupoint_sa_key }}"
   delegate_to: localhost
   register: sa_key
   failed_when: sa_key.client_id != expected_client_id
@@ -153,39 +135,24 @@ field:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
+    key_source_argument_spec,
+    key_source_mutually_exclusive,
+    read_key_text,
+    read_p12,
+)
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
     CRYPTOGRAPHY_IMPORT_ERROR,
-    DEFAULT_P12_PASSWORD,
     HAS_CRYPTOGRAPHY,
     KeyValidationError,
-    decode_p12_content,
     inspect_key,
 )
 
 
-def read_file(path, what):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise KeyValidationError(
-            "read_error",
-            "Cannot read the %s %s: %s. Check the path and its permissions." % (what, path, exc.strerror),
-            what,
-        ) from None
-
-
 def run_module():
     module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path"),
-            content=dict(type="str", no_log=True),
-            p12_path=dict(type="path"),
-            p12_content=dict(type="str", no_log=True),
-            p12_password=dict(type="str", no_log=True, default=DEFAULT_P12_PASSWORD),
-        ),
-        mutually_exclusive=[("path", "content"), ("p12_path", "p12_content")],
-        required_one_of=[("path", "content")],
+        argument_spec=key_source_argument_spec(p12=True),
+        mutually_exclusive=key_source_mutually_exclusive(p12=True),
         supports_check_mode=True,
     )
     if not HAS_CRYPTOGRAPHY:
@@ -195,13 +162,7 @@ def run_module():
 
     params = module.params
     try:
-        content = params["content"] if params["content"] is not None else read_file(params["path"], "key file")
-        p12 = None
-        if params["p12_path"]:
-            p12 = read_file(params["p12_path"], "P12 file")
-        elif params["p12_content"]:
-            p12 = decode_p12_content(params["p12_content"])
-        key = inspect_key(content, p12, params["p12_password"])
+        key = inspect_key(read_key_text(params), read_p12(params), params["p12_password"])
     except KeyValidationError as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())
     module.exit_json(changed=False, **key.as_info())

@@ -77,3 +77,24 @@ def test_path_and_content_are_mutually_exclusive(run_module, key_files):
     result = run_module(module, {"path": str(json_path), "content": "{}"})
     assert result["failed"] is True
     assert "mutually exclusive" in result["msg"]
+
+
+def test_src_without_the_action_plugin_says_where_it_is_read(run_module, key_files):
+    result = run_module(module, {"src": str(key_files[1])})
+    assert result["failed"] is True
+    assert (result["reason"], result["field"]) == ("read_error", "src")
+    assert result["msg"].startswith("No key reached the module: src is read on the controller")
+
+
+def test_p12_sources_are_mutually_exclusive(run_module, key_files):
+    _key, json_path, p12_path = key_files
+    p12 = base64.b64encode(p12_path.read_bytes()).decode()
+    result = run_module(module, {"path": str(json_path), "p12_path": str(p12_path), "p12_content": p12})
+    assert result["failed"] is True
+    assert "mutually exclusive" in result["msg"]
+
+
+def test_unreadable_p12_names_the_option(run_module, key_files, tmp_path):
+    result = run_module(module, {"path": str(key_files[1]), "p12_path": str(tmp_path / "nope.p12")})
+    assert (result["reason"], result["field"]) == ("read_error", "p12_path")
+    assert "nope.p12" in result["msg"]

@@ -6,6 +6,7 @@ Also what the key-reading action plugins make of a task's arguments (build_modul
 import base64
 import json
 import os
+from unittest.mock import MagicMock
 
 import pytest
 from ansible.errors import AnsibleError
@@ -15,6 +16,10 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from ansible_collections.nupoint.gworkspace.plugins.action.msl_oauth_credentials import (
     ActionModule as MslCredentialsAction,
 )
+from ansible_collections.nupoint.gworkspace.plugins.action.service_account_key_info import (
+    ActionModule as KeyInfoAction,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import KEY_OPTIONS, key_option_names
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils import key_source as ks
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.google_api_action import GoogleApiActionBase
 from tests.unit import keyfactory as kf
@@ -23,11 +28,16 @@ VAULT_PASSWORD = b"unit-vault-password"
 
 
 class FakeAction:
-    """The two things key_source uses from ActionBase: _find_needle and _loader."""
+    """What key_source uses of an action plugin: _find_needle, _loader and the class attributes of KeyActionBase."""
 
-    def __init__(self, loader, files_dir=None):
+    MODULE_NAME = "nupoint.gworkspace.some_module"
+    KEY_OPTION_NAMES = KEY_OPTIONS
+
+    def __init__(self, loader, files_dir=None, key_option_names=None):
         self._loader = loader
         self.files_dir = files_dir
+        if key_option_names is not None:
+            self.KEY_OPTION_NAMES = key_option_names
 
     def _find_needle(self, dirname, needle):
         for candidate in (os.path.join(self.files_dir or "", needle), needle):
@@ -116,23 +126,40 @@ def test_content_as_templated_dict_and_as_text(loader, files):
 
 
 @pytest.mark.parametrize(
-    ("args", "field"),
+    ("args", "field", "message"),
     [
-        ({}, "src"),
-        ({"src": "a", "content": "b"}, "src"),
-        ({"src": "a", "p12_src": "b", "p12_content": "c"}, "p12_src"),
+        ({}, "src", "The key is required: set src (a file on the controller), content or path (a file on the node)."),
+        ({"src": "a", "content": "b"}, "src", "Give the key as one of src, content or path, not src and content."),
+        ({"content": "a", "path": "b"}, "content", "not content and path."),
+        ({"src": "a", "p12_src": "b", "p12_path": "c"}, "p12_src", "not p12_src and p12_path."),
+        ({"p12_content": "QUJD"}, "src", "p12_content needs the JSON key as well: set src (a file on the controller)"),
     ],
 )
-def test_option_errors(loader, args, field):
+def test_option_errors(loader, args, field, message):
     with pytest.raises(ks.KeySourceError) as excinfo:
         ks.load_key(FakeAction(loader), args)
     assert excinfo.value.field == field
+    assert excinfo.value.reason == "bad_field"
+    assert message in excinfo.value.msg
+
+
+def test_options_the_module_does_not_take_are_refused(loader):
+    controller_only = FakeAction(loader, key_option_names=key_option_names(p12=True, node=False))
+    with pytest.raises(ks.KeySourceError) as excinfo:
+        ks.load_key(controller_only, {"path": "/on/the/node", "p12_path": "/on/the/node.p12"})
+    assert excinfo.value.msg == (
+        "nupoint.gworkspace.some_module takes the key as src or content; remove path, p12_path."
+    )
+    assert excinfo.value.field == "path"
 
 
 def test_not_required_returns_none(loader):
     assert ks.load_key(FakeAction(loader), {"path": "/on/the/node"}, required=False) is None
+    assert ks.load_key(FakeAction(loader), {}, required=False) is None
     with pytest.raises(ks.KeySourceError):
         ks.load_key(FakeAction(loader), {"p12_src": "x"}, required=False)
+    with pytest.raises(ks.KeySourceError, match="checked together on the controller"):
+        ks.load_key(FakeAction(loader), {"path": "/on/the/node", "p12_content": "QUJD"})
 
 
 def test_module_args_carry_content_not_paths(loader, files):
@@ -140,8 +167,43 @@ def test_module_args_carry_content_not_paths(loader, files):
     task_args = {"src": paths["json"], "p12_src": paths["p12"], "p12_password": "notasecret", "backup": True}
     key = ks.load_key(FakeAction(loader), task_args)
     module_args = ks.module_args_with_key(task_args, key)
+    # Validated here: the node has no use for the P12 password.
     assert set(module_args) == {"content", "p12_content", "backup"}
     assert base64.b64decode(module_args["p12_content"]) == key.p12
+
+
+def test_read_key_reads_controller_files_and_leaves_node_files(loader, files):
+    _key, paths = files
+    action = FakeAction(loader)
+    material = ks.read_key(action, {"src": paths["vault_json"], "p12_src": paths["vault_p12"]})
+    with open(paths["json"]) as handle:
+        assert material.content == handle.read()
+    with open(paths["p12"], "rb") as handle:
+        assert material.p12 == handle.read()
+    assert "PRIVATE KEY" not in repr(material)
+    on_node = ks.read_key(action, {"path": "/n/sa.json", "p12_path": "/n/sa.p12"})
+    assert (on_node.content, on_node.p12, on_node.source) == (None, None, None)
+    with pytest.raises(ks.KeySourceError) as excinfo:
+        ks.read_key(action, {"content": "{}", "p12_content": "not base64!"})
+    assert (excinfo.value.reason, excinfo.value.field) == ("p12_invalid", "p12_content")
+
+
+def test_key_info_action_reads_src_and_lets_the_module_validate(loader, files):
+    _key, paths = files
+    action = FakeAction(loader, key_option_names=KeyInfoAction.KEY_OPTION_NAMES)
+    task_args = {"src": paths["vault_json"], "p12_src": paths["vault_p12"], "p12_password": "pw"}
+    module_args = KeyInfoAction.build_module_args(action, task_args)
+    with open(paths["p12"], "rb") as handle:
+        p12 = base64.b64encode(handle.read()).decode()
+    with open(paths["json"]) as handle:
+        assert module_args == {"content": handle.read(), "p12_content": p12, "p12_password": "pw"}
+    mixed = {"content": {"type": "service_account"}, "p12_path": "/n/sa.p12"}
+    assert KeyInfoAction.build_module_args(action, mixed) == {
+        "content": '{"type": "service_account"}',
+        "p12_path": "/n/sa.p12",
+    }
+    on_node = {"path": "/n/sa.json", "p12_path": "/n/sa.p12"}
+    assert KeyInfoAction.build_module_args(action, on_node) == on_node
 
 
 def test_scrub_invocation_restores_task_key_options():
@@ -169,22 +231,23 @@ def test_scrub_invocation_restores_task_key_options():
 
 class FakeKeyAction(FakeAction):
     MODULE_NAME = "nupoint.gworkspace.delegation_check"
+    KEY_OPTION_NAMES = GoogleApiActionBase.KEY_OPTION_NAMES
 
 
 def test_google_api_actions_refuse_p12_and_two_key_sources(loader, files):
     _key, paths = files
     action = FakeKeyAction(loader)
-    with pytest.raises(ks.KeySourceError, match="JSON key only; remove p12_src") as excinfo:
+    with pytest.raises(ks.KeySourceError, match="remove p12_src") as excinfo:
         GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "p12_src": paths["p12"]})
     assert excinfo.value.as_result() == {
         "failed": True,
-        "msg": "nupoint.gworkspace.delegation_check: Google APIs are called with the JSON key only; remove p12_src.",
+        "msg": "nupoint.gworkspace.delegation_check takes the key as src, content or path; remove p12_src.",
         "reason": "bad_field",
         "field": "p12_src",
     }
     with pytest.raises(ks.KeySourceError, match="not src and path") as excinfo:
         GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "path": "/on/the/node"})
-    assert excinfo.value.field == "path"
+    assert excinfo.value.field == "src"
 
 
 def test_google_api_actions_hand_over_content_or_leave_path(loader, files):
@@ -201,7 +264,8 @@ def test_msl_credentials_action_refuses_an_unexpected_key_before_msl(loader, fil
     _key, paths = files
     with pytest.raises(ks.KeySourceError) as excinfo:
         MslCredentialsAction.build_module_args(
-            FakeAction(loader), {"src": paths["json"], "expected_client_id": "1234567"}
+            FakeAction(loader, key_option_names=MslCredentialsAction.KEY_OPTION_NAMES),
+            {"src": paths["json"], "expected_client_id": "1234567"},
         )
     result = excinfo.value.as_result()
     assert result["reason"] == "unexpected_key"
@@ -212,3 +276,63 @@ def test_msl_credentials_action_refuses_an_unexpected_key_before_msl(loader, fil
     absent = MslCredentialsAction.build_module_args(FakeAction(loader), {"state": "absent", "backup": True})
     assert absent == {"state": "absent", "backup": True}
     assert "PRIVATE KEY" not in json.dumps(result)
+
+
+# --------------------------------------------------------------------------- KeyActionBase.run and async
+
+
+class RecordingAction(ks.KeyActionBase):
+    """A KeyActionBase whose node side is a recorder: what _execute_module got, which tmp dir was removed."""
+
+    MODULE_NAME = "nupoint.gworkspace.imap_check"
+    KEY_OPTION_NAMES = GoogleApiActionBase.KEY_OPTION_NAMES
+
+    def build_module_args(self, task_args):
+        return GoogleApiActionBase.build_module_args(self, task_args)
+
+    def _execute_module(self, **kwargs):
+        self.executed = kwargs
+        module_args = dict(kwargs["module_args"], content="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+        return {"changed": False, "invocation": {"module_args": module_args}}
+
+    def _remove_tmp_path(self, tmp_path, force=False):
+        self.removed.append(tmp_path)
+
+
+def recording_action(loader, args, async_val=0, native_async=False):
+    task = MagicMock(args=args, async_val=async_val, check_mode=False, action="nupoint.gworkspace.imap_check")
+    connection = MagicMock(has_native_async=native_async)
+    connection._shell.tmpdir = "/remote/tmp/ansible-tmp-1"
+    action = RecordingAction(task, connection, MagicMock(), loader, MagicMock(), MagicMock())
+    action.removed = []
+    return action
+
+
+def test_every_key_reading_action_plugin_supports_async():
+    for action_class in (KeyInfoAction, MslCredentialsAction, GoogleApiActionBase, ks.KeyActionBase):
+        assert action_class._supports_async is True, action_class
+
+
+@pytest.mark.parametrize(
+    ("async_val", "native_async", "wrap_async"),
+    [(0, False, False), (600, False, True), (600, True, False)],
+)
+def test_run_wraps_async_like_the_normal_action(loader, files, async_val, native_async, wrap_async):
+    _key, paths = files
+    action = recording_action(loader, {"src": paths["json"], "users": ["a@example.test"]}, async_val, native_async)
+    result = action.run(task_vars={})
+    assert action.executed["wrap_async"] is wrap_async
+    assert action.executed["module_name"] == "nupoint.gworkspace.imap_check"
+    with open(paths["json"]) as handle:
+        assert action.executed["module_args"]["content"] == handle.read()
+    # The async wrapper removes its own tmp dir when the job ends; otherwise the action does, as `normal` does.
+    assert action.removed == ([] if wrap_async else ["/remote/tmp/ansible-tmp-1"])
+    assert result["invocation"]["module_args"] == {"src": paths["json"], "users": ["a@example.test"]}
+
+
+def test_run_with_a_bad_key_source_fails_before_the_node_even_with_async(loader):
+    action = recording_action(loader, {"src": "a.json", "content": "{}"}, async_val=600)
+    result = action.run(task_vars={})
+    assert result["failed"] is True
+    assert result["field"] == "src"
+    assert not hasattr(action, "executed")
