@@ -287,8 +287,12 @@ def measure_clock(params: Mapping[str, Any], warn: Callable[[str], None]) -> Dic
 
     Returns :func:`measurement_result`'s fields plus ``synchronized`` and ``excess_offset`` (None
     within the limit, else the verdict's source, offset and server and a ``msg`` that says why OAuth
-    breaks; the same message is warned). Raises ClockError ``no_server`` with every server's result.
+    breaks; the same message is warned). Raises ClockError ``no_server`` with every server's result,
+    or ``invalid_server`` / TimeSyncError ``invalid_option`` before measuring anything.
     """
+    check_measurement_params(params)
+    if not params["servers"]:
+        raise TimeSyncError("servers must name at least one NTP server to measure against.", "invalid_option")
     ntp, http_date = measure_offsets(params, warn)
     for warning in server_warnings(ntp, params["max_offset"]):
         warn(warning)

@@ -33,14 +33,15 @@ description:
   - "When the offset exceeds O(max_offset), O(on_excess_offset) decides: V(fail) fails the task with the offset in the
     message (nothing is changed on the clock); V(warn) returns a warning and succeeds with RV(synchronized=false);
     V(step) runs O(step_command) to set the clock at once, measures again, and fails if the clock is still off."
-  - With O(manage=false) the config db is not read or written at all and the module only measures; the
-    C(nupoint.gworkspace.time_sync) role uses that on hosts whose time service it configures another way (chrony).
+  - With O(manage=false) the config db is not read or written at all and the module only measures (and steps, when
+    asked to). To only measure, on MSL or any other Linux host, use M(nupoint.gworkspace.clock_offset_info).
 author:
   - nupoint.gworkspace maintainers (@nupoint)
 extends_documentation_fragment:
   - nupoint.gworkspace.attributes
   - nupoint.gworkspace.msl
   - nupoint.gworkspace.msl.TIME
+  - nupoint.gworkspace.clock
 attributes:
   check_mode:
     support: full
@@ -75,15 +76,10 @@ options:
     default: enabled
   manage:
     description:
-      - Whether to manage the MSL config db record. V(false) only measures (for hosts that are not MSL).
+      - Whether to manage the MSL config db record. V(false) leaves the db alone and only measures (and steps, with
+        O(on_excess_offset=step)). M(nupoint.gworkspace.clock_offset_info) is the module that only measures.
     type: bool
     default: true
-  max_offset:
-    description:
-      - Largest acceptable clock offset, in seconds. Google tolerates only a small skew on a JWT's times; the
-        default stays well inside it and leaves room for the clock to drift between runs.
-    type: float
-    default: 5
   on_excess_offset:
     description:
       - What to do when the measured offset is larger than O(max_offset).
@@ -105,38 +101,6 @@ options:
         own estimate and ignores the server)."
     type: raw
     default: [ntpdate, -u, -b, "{server}"]
-  ntp_port:
-    description:
-      - UDP port of the NTP servers. Only tests need anything but the standard port.
-    type: int
-    default: 123
-  samples:
-    description:
-      - Requests sent to each server. More samples smooth out network jitter.
-    type: int
-    default: 4
-  sample_interval:
-    description:
-      - Seconds between two requests to the same server. Public servers answer requests less than 2 seconds apart
-        with a C(RATE) kiss-of-death. Servers are asked in parallel.
-    type: float
-    default: 2
-  timeout:
-    description:
-      - Seconds to wait for each reply (NTP) or for the HTTP server.
-    type: float
-    default: 2
-  http_date_url:
-    description:
-      - An HTTP or HTTPS URL whose C(Date) header gives a second opinion, for example V(https://oauth2.googleapis.com/token)
-        (the clock of the service that judges the JWT). Its resolution is one second.
-      - When it disagrees with O(max_offset) beyond its uncertainty, the clock counts as off even if NTP agrees. When it
-        cannot be reached, a warning is returned and NTP alone decides.
-    type: str
-  ca_path:
-    description:
-      - CA bundle (PEM) to verify O(http_date_url) with, instead of the system's trust store.
-    type: path
 notes:
   - Offsets are I(server minus this host), so a positive RV(offset_seconds) means this host's clock is behind.
   - The module runs on the MSL host and needs only its system Python 3 (3.6 or later).
@@ -147,6 +111,7 @@ seealso:
   - name: Using OAuth 2.0 for server to server applications
     description: Google's description of the JWT C(iat) and C(exp) claims a service account signs.
     link: https://developers.google.com/identity/protocols/oauth2/service-account
+  - module: nupoint.gworkspace.clock_offset_info
   - module: nupoint.gworkspace.service_account_key_info
 """
 
@@ -164,11 +129,11 @@ EXAMPLES = r"""
     on_excess_offset: step
     http_date_url: https://oauth2.googleapis.com/token
 
-- name: Only measure (a host whose time service is configured otherwise)
+- name: Leave the db alone, step a chrony host's clock when it is off
   nupoint.gworkspace.msl_time_sync:
     manage: false
     servers: [ntp1.example.com]
-    on_excess_offset: warn
+    on_excess_offset: step
     step_command: chronyc makestep
   register: clock
 
