@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Google connection options shared by every module that talks to Google.
 
-``DOCUMENTATION`` matches ``google_argument_spec()`` in ``plugins/module_utils/google_oauth.py``. Set them
+``DOCUMENTATION`` matches ``google_argument_spec()`` in ``plugins/module_utils/_google/module.py``. Set them
 once for a play with ``module_defaults: {group/nupoint.gworkspace.gworkspace: {...}}``.
 
 ``KEY_SOURCE`` matches ``key_source_argument_spec()`` in ``plugins/module_utils/key_source.py``: the

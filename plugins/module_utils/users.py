@@ -250,3 +250,12 @@ def describe_threshold(threshold: Tuple[str, float]) -> str:
     if kind == "count":
         return "%d failed user%s" % (number, "" if number == 1 else "s")
     return "%g%% of users failing" % round(number * 100.0, 4)
+
+
+def read_users_file(path: str) -> str:
+    """The text of a users file on this node (UTF-8, a BOM dropped); raises :class:`UsersError` naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8-sig", "replace")
+    except OSError as exc:
+        raise UsersError("Cannot read users_file %s on this node: %s." % (path, exc.strerror)) from None

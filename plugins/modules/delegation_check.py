@@ -190,223 +190,66 @@ clock_offset_seconds:
   returned: always
   type: float
   sample: -0.4
-failure_classes:
-  description: How many checks ended in each class.
+summary:
+  description:
+    - The checks counted by failure class, in the shape every per-user module of the collection returns.
+    - RV(summary.by_class) lists every class of the vocabulary, zeros included.
   returned: always
   type: dict
-  sample: {"ok": 1, "token_unauthorized_scope": 1}
+  contains:
+    total:
+      description: How many checks ran (subjects times scopes).
+      type: int
+    ok:
+      description: How many got a token.
+      type: int
+    failed:
+      description: How many did not.
+      type: int
+    by_class:
+      description: Checks per failure class.
+      type: dict
+  sample: {"total": 2, "ok": 1, "failed": 1, "by_class": {"ok": 1, "token_unauthorized_scope": 1, "dns": 0}}
 """
 
-import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    DEFAULT_SCOPES,
-    FAILURE_HINTS,
-    KEY_SOURCE_OPTIONS,
-    DelegatedTokenSource,
-    TokenError,
-    admin_console_url,
-    google_argument_spec,
-    key_source_argument_spec,
-    missing_google_library,
-    read_key_text,
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.delegation import (
+    MAX_WORKERS,
+    check_delegation,
 )
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
-
-MAX_WORKERS = 8
-DWD_PAGE = "Security > Access and data control > API controls > Manage domain-wide delegation"
-
-
-def argument_spec():
-    spec = key_source_argument_spec()
-    spec.update(
-        subjects=dict(type="list", elements="str", required=True),
-        scopes=dict(type="list", elements="str", default=list(DEFAULT_SCOPES)),
-        fail_on_error=dict(type="bool", default=True),
-        clock_offset_warn_seconds=dict(type="float", default=10.0),
-    )
-    spec.update(google_argument_spec())
-    return spec
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
+    CLOCK_OFFSET_WARN_SECONDS,
+    DEFAULT_SCOPES,
+)
 
 
-def run_check(source, subject, scope):
-    started = time.monotonic()
-    entry = dict(
-        subject=subject,
-        scope=scope,
-        authorized=True,
-        failure_class="ok",
-        message="",
-        google_error=None,
-        google_description=None,
-        http_status=200,
-        attempts=1,
-    )
-    try:
-        minted = source.mint(subject, [scope])
-        entry.update(http_status=minted.http_status, attempts=minted.attempts)
-    except TokenError as exc:
-        details = exc.as_result()
-        entry.update(
-            authorized=False,
-            failure_class=details["failure_class"],
-            message=details["message"],
-            google_error=details["google_error"],
-            google_description=details["google_description"],
-            http_status=details["http_status"],
-            attempts=details["attempts"],
-        )
-    entry["elapsed_seconds"] = round(time.monotonic() - started, 3)
-    return entry
-
-
-def describe_offset(offset):
-    if offset is None:
-        return "could not be measured"
-    direction = "behind" if offset > 0 else "ahead of"
-    return "%.1f s %s Google's clock" % (abs(offset), direction)
-
-
-def build_message(source, params, checks, missing_scopes, url, offset):
-    failed = [check for check in checks if not check["authorized"]]
-    subjects, scopes = params["subjects"], params["scopes"]
-    if not failed:
-        return "Domain-wide delegation works: client ID %s (%s) got a token for %s as %s." % (
-            source.client_id,
-            source.client_email,
-            ", ".join(scopes),
-            ", ".join(subjects),
-        )
-    parts = ["%d of %d delegation checks failed." % (len(failed), len(checks))]
-    if missing_scopes:
-        parts.append(
-            "The Admin console does not authorise client ID %s (%s) for %s. In the Google Admin console "
-            "(admin.google.com) open %s. If client ID %s is listed, click it, choose Edit, and make the OAuth scopes "
-            "read exactly: %s . Otherwise click Add new, paste %s into Client ID and %s into OAuth scopes "
-            "(comma-delimited), and click Authorize. The admin_console_url link opens that page with both filled in. "
-            "Google may take a few minutes to apply it."
-            % (
-                source.client_id,
-                source.client_email,
-                ", ".join(missing_scopes),
-                DWD_PAGE,
-                source.client_id,
-                ",".join(scopes),
-                source.client_id,
-                ",".join(scopes),
-            )
-        )
-    by_class: Dict[str, List[Dict[str, Any]]] = {}
-    for check in failed:
-        by_class.setdefault(check["failure_class"], []).append(check)
-    for failure_class, group in sorted(by_class.items()):
-        if failure_class == "token_unauthorized_scope":
-            continue
-        who = sorted({check["subject"] for check in group})
-        if failure_class == "token_invalid_user":
-            parts.append("Google does not know %s. %s" % (", ".join(who), FAILURE_HINTS[failure_class]))
-        elif failure_class == "token_clock_skew":
-            if offset is not None and abs(offset) > params["clock_offset_warn_seconds"]:
-                parts.append(
-                    "Google refused the JWT's issue/expiry time (token_clock_skew): this node's clock is %s (measured "
-                    "against the token endpoint's Date header), and that is the cause. Set the clock right (enable "
-                    "network time; on MSL use nupoint.gworkspace.msl_time_sync) and run the check again."
-                    % describe_offset(offset)
-                )
-            else:
-                parts.append(
-                    "Google refused the JWT's issue/expiry time (token_clock_skew), yet this node's clock is %s. The "
-                    "node that signs NuPoint's JWTs (MSL) may have a different clock: check its time. %s"
-                    % (describe_offset(offset), FAILURE_HINTS[failure_class])
-                )
-        else:
-            first = group[0]
-            parts.append("%s (%s): %s" % (failure_class, ", ".join(who), first["message"]))
-    if url:
-        parts.append("Link: %s" % url)
-    return " ".join(parts)
-
-
-def run_module():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[KEY_SOURCE_OPTIONS],
-        supports_check_mode=True,
+def main():
+    module = GoogleModule(
+        argument_spec=dict(
+            subjects=dict(type="list", elements="str", required=True),
+            scopes=dict(type="list", elements="str", default=list(DEFAULT_SCOPES)),
+            fail_on_error=dict(type="bool", default=True),
+            clock_offset_warn_seconds=dict(type="float", default=CLOCK_OFFSET_WARN_SECONDS),
+        ),
     )
     params = module.params
-    missing = missing_google_library()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     subjects = [subject.strip() for subject in params["subjects"] if subject and subject.strip()]
     scopes = list(dict.fromkeys(scope.strip() for scope in params["scopes"] if scope and scope.strip()))
     if not subjects or not scopes:
         module.fail_json(msg="subjects and scopes must each name at least one value.")
-    params["subjects"], params["scopes"] = subjects, scopes
-    pairs = [(subject, scope) for subject in subjects for scope in scopes]
-    workers = max(1, min(MAX_WORKERS, len(pairs)))
-    try:
-        key_text = read_key_text(params)
-        source = DelegatedTokenSource(
-            key_text,
-            scopes,
-            token_uri=params["token_uri"],
-            ca_path=params["ca_path"],
-            timeout=params["timeout"],
-            retries=params["retries"],
-            max_connections=workers,
-        )
-    except (KeyValidationError, TokenError) as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            checks = list(pool.map(lambda pair: run_check(source, pair[0], pair[1]), pairs))
-        offset = source.clock_offset()
-    except Exception as exc:  # noqa: BLE001 - an unexpected error still reports, with its traceback
-        module.fail_json(msg="Delegation check failed unexpectedly: %s" % exc, exception=traceback.format_exc())
-    finally:
-        source.close()
 
-    missing_scopes = [
-        scope
-        for scope in scopes
-        if any(c["scope"] == scope and c["failure_class"] == "token_unauthorized_scope" for c in checks)
-    ]
-    url = admin_console_url(source.client_id, scopes) if missing_scopes else None
-    if offset is not None and abs(offset) > params["clock_offset_warn_seconds"]:
-        module.warn(
-            "This node's clock is %s (token endpoint Date header). Google refuses JWTs whose time is off by more than "
-            "a few minutes; keep the clock on network time." % describe_offset(offset)
-        )
-    failure_classes: Dict[str, int] = {}
-    for check in checks:
-        failure_classes[check["failure_class"]] = failure_classes.get(check["failure_class"], 0) + 1
-    authorized = all(check["authorized"] for check in checks)
-    result = dict(
-        changed=False,
-        authorized=authorized,
-        checks=checks,
-        missing_scopes=missing_scopes,
-        admin_console_url=url,
-        client_id=source.client_id,
-        client_email=source.client_email,
-        private_key_id=source.private_key_id,
-        token_uri=source.token_uri,
-        clock_offset_seconds=offset,
-        failure_classes=failure_classes,
-        msg=build_message(source, params, checks, missing_scopes, url, offset),
-    )
-    if not authorized and params["fail_on_error"]:
-        module.fail_json(**result)
-    module.exit_json(**result)
+    def body():
+        source = module.token_source(scopes, max_connections=min(MAX_WORKERS, len(subjects) * len(scopes)))
+        try:
+            result = check_delegation(source, subjects, scopes, params["clock_offset_warn_seconds"])
+        finally:
+            source.close()
+        for warning in result.pop("warnings"):
+            module.warn(warning)
+        result["failed"] = not result["authorized"] and params["fail_on_error"]
+        return result
 
-
-def main():
-    run_module()
+    module.run(body)
 
 
 if __name__ == "__main__":

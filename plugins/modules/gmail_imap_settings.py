@@ -230,122 +230,20 @@ admin_console_url:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from typing import List
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import gmail_imap
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import client_from_params
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    KEY_SOURCE_OPTIONS,
-    TokenError,
-    admin_console_url,
-    google_argument_spec,
-    key_source_argument_spec,
-    missing_google_library,
-    read_key_text,
-)
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
-    UsersError,
-    parse_fail_threshold,
-    threshold_exceeded,
-)
-
-
-def argument_spec():
-    spec = key_source_argument_spec()
-    spec.update(
-        users=dict(type="list", elements="raw"),
-        users_file=dict(type="path"),
-        enabled=dict(type="bool", default=True),
-        auto_expunge=dict(type="bool"),
-        expunge_behavior=dict(type="str", choices=list(gmail_imap.EXPUNGE_BEHAVIORS)),
-        max_folder_size=dict(type="int", choices=list(gmail_imap.MAX_FOLDER_SIZES)),
-        concurrency=dict(type="int", default=gmail_imap.DEFAULT_CONCURRENCY),
-        fail_threshold=dict(type="raw", default=0),
-    )
-    spec.update(google_argument_spec())
-    return spec
-
-
-def read_users_file(path):
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig", "replace")
-    except OSError as exc:
-        raise gmail_imap.SettingsInputError(
-            "Cannot read users_file %s on the node: %s." % (path, exc.strerror)
-        ) from None
-    return gmail_imap.parse_users_file(text)
-
-
-def run_module():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[KEY_SOURCE_OPTIONS],
-        required_one_of=[("users", "users_file")],
-        supports_check_mode=True,
-    )
-    params = module.params
-    missing = missing_google_library()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
-    if params["concurrency"] < 1:
-        module.fail_json(msg="concurrency must be at least 1.")
-
-    try:
-        threshold = parse_fail_threshold(params["fail_threshold"])
-        file_addresses, warnings = [], []
-        if params["users_file"]:
-            file_addresses, warnings = read_users_file(params["users_file"])
-        targets, more_warnings = gmail_imap.build_targets(
-            params["users"], file_addresses, gmail_imap.task_settings(params)
-        )
-    except UsersError as exc:
-        module.fail_json(msg=exc.msg)
-    for warning in warnings + more_warnings:
-        module.warn(warning)
-
-    try:
-        key_text = read_key_text(params)
-        client = client_from_params(params, key_text, gmail_imap.SCOPES, params["concurrency"])
-    except (KeyValidationError, TokenError) as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
-
-    try:
-        results, summary = gmail_imap.apply_all(client, targets, module.check_mode, params["concurrency"])
-    finally:
-        client.close()
-
-    failed_users = [
-        {"user": result["user"], "failure_class": result["failure_class"], "message": result["message"]}
-        for result in results
-        if result["failure_class"] != "ok"
-    ]
-    output = dict(
-        changed=summary["changed"] > 0,
-        results=results,
-        summary=summary,
-        failed_users=failed_users,
-        client_id=client.client_id,
-    )
-    if module._diff:
-        output["diff"] = gmail_imap.diff_of(results)
-    if any(user["failure_class"] == "token_unauthorized_scope" for user in failed_users):
-        output["admin_console_url"] = admin_console_url(client.client_id, gmail_imap.CONSOLE_SCOPES)
-    if not targets:
-        module.warn("No users to handle: users and users_file gave no valid address.")
-    if threshold_exceeded(summary["failed"], summary["total"], threshold):
-        module.fail_json(msg=failure_message(summary, failed_users, output.get("admin_console_url")), **output)
-    module.exit_json(**output)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import users as users_rules
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures, gmail_imap
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import DEFAULT_CONCURRENCY
 
 
 def failure_message(summary, failed_users, console_url):
     first = failed_users[0]
-    counts = ", ".join("%s %d" % (name, count) for name, count in sorted(summary["by_class"].items()) if name != "ok")
     message = "%d of %d users failed (%s). First: %s: %s" % (
         summary["failed"],
         summary["total"],
-        counts,
+        failures.class_counts_text(summary["by_class"]),
         first["user"],
         first["message"],
     )
@@ -358,7 +256,59 @@ def failure_message(summary, failed_users, console_url):
 
 
 def main():
-    run_module()
+    module = GoogleModule(
+        argument_spec=dict(
+            users=dict(type="list", elements="raw"),
+            users_file=dict(type="path"),
+            enabled=dict(type="bool", default=True),
+            auto_expunge=dict(type="bool"),
+            expunge_behavior=dict(type="str", choices=list(gmail_imap.EXPUNGE_BEHAVIORS)),
+            max_folder_size=dict(type="int", choices=list(gmail_imap.MAX_FOLDER_SIZES)),
+            concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
+            fail_threshold=dict(type="raw", default=0),
+        ),
+        required_one_of=[("users", "users_file")],
+    )
+    params = module.params
+    if params["concurrency"] < 1:
+        module.fail_json(msg="concurrency must be at least 1.")
+
+    def body():
+        threshold = users_rules.parse_fail_threshold(params["fail_threshold"])
+        file_addresses: List[str] = []
+        warnings: List[str] = []
+        if params["users_file"]:
+            text = users_rules.read_users_file(params["users_file"])
+            file_addresses, warnings = gmail_imap.users_file_addresses(text)
+        targets, more_warnings = gmail_imap.build_targets(
+            params["users"], file_addresses, gmail_imap.task_settings(params)
+        )
+        for warning in warnings + more_warnings:
+            module.warn(warning)
+        client = module.api_client(gmail_imap.SCOPES, params["concurrency"])
+        try:
+            results, summary = gmail_imap.apply_all(client, targets, module.check_mode, params["concurrency"])
+        finally:
+            client.close()
+        failed_users = failures.failed_users(results)
+        result = dict(
+            changed=summary["changed"] > 0,
+            results=results,
+            summary=summary,
+            failed_users=failed_users,
+            client_id=client.client_id,
+        )
+        if module._diff:
+            result["diff"] = gmail_imap.diff_of(results)
+        if any(user["failure_class"] == "token_unauthorized_scope" for user in failed_users):
+            result["admin_console_url"] = failures.admin_console_url(client.client_id, gmail_imap.CONSOLE_SCOPES)
+        if not targets:
+            module.warn("No users to handle: users and users_file gave no valid address.")
+        if users_rules.threshold_exceeded(summary["failed"], summary["total"], threshold):
+            result.update(failed=True, msg=failure_message(summary, failed_users, result.get("admin_console_url")))
+        return result
+
+    module.run(body)
 
 
 if __name__ == "__main__":

@@ -260,155 +260,84 @@ client_email:
 
 import os
 import time
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    KEY_SOURCE_OPTIONS,
-    SCOPE_MAIL,
-    TokenError,
-    google_argument_spec,
-    key_source_argument_spec,
-    missing_google_library,
-    no_key_message,
-)
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.imap_probe import (
-    DEFAULT_CONCURRENCY,
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import users as users_rules
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures, report
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap_login import (
     DEFAULT_IMAP_HOST,
     DEFAULT_IMAP_PORT,
     DEFAULT_MAILBOX,
     DEFAULT_USER_TIMEOUT,
-    MAX_CONCURRENCY,
     ImapChecker,
-    failed_users,
-    new_ssl_context,
     new_token_source,
-    write_report,
+    summary_message,
 )
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
-    NUPOINT_MAX_USERS,
-    UsersError,
-    clean_users,
-    describe_threshold,
-    enforce_max_users,
-    parse_fail_threshold,
-    parse_users_file,
-    threshold_exceeded,
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
+    DEFAULT_CONCURRENCY,
+    MAX_CONCURRENCY,
 )
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import ssl_context_for
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
 
-def argument_spec():
-    spec = key_source_argument_spec()
-    spec.update(
-        users=dict(type="list", elements="str"),
-        users_file=dict(type="path"),
-        imap_host=dict(type="str", default=DEFAULT_IMAP_HOST),
-        imap_port=dict(type="int", default=DEFAULT_IMAP_PORT),
-        scope=dict(type="str", default=SCOPE_MAIL),
-        select_mailbox=dict(type="str", default=DEFAULT_MAILBOX),
-        concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
-        user_timeout=dict(type="float", default=DEFAULT_USER_TIMEOUT),
-        max_users=dict(type="int", default=NUPOINT_MAX_USERS),
-        enforce_user_limit=dict(type="bool", default=True),
-        fail_threshold=dict(type="raw", default=0),
-        report_path=dict(type="path"),
-        return_results=dict(type="bool", default=True),
-    )
-    spec.update(google_argument_spec())
-    return spec
-
-
-def read_node_file(module, path, option, binary=True):
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        module.fail_json(msg="Cannot read %s %s on this node: %s." % (option, path, exc.strerror), field=option)
-    return data if binary else data.decode("utf-8-sig", "replace")
-
-
-def load_users(module, params):
+def load_users(module):
+    params = module.params
     if params["users_file"] is not None:
-        text = read_node_file(module, params["users_file"], "users_file", binary=False)
-        try:
-            return clean_users(parse_users_file(text), "users_file")
-        except UsersError as exc:
-            module.fail_json(msg=exc.msg, field="users_file")
-    return clean_users(params["users"] or [], "users")
+        entries = users_rules.parse_users_file(users_rules.read_users_file(params["users_file"]))
+        return users_rules.clean_users(entries, "users_file")
+    return users_rules.clean_users(params["users"] or [], "users")
 
 
-def check_options(module, params):
-    if params["concurrency"] < 1 or params["concurrency"] > MAX_CONCURRENCY:
+def check_options(module):
+    params = module.params
+    if not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
         module.fail_json(msg="concurrency must be between 1 and %d, not %d." % (MAX_CONCURRENCY, params["concurrency"]))
-    for name in ("user_timeout", "timeout"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be more than 0 seconds." % name)
-    if params["retries"] < 0:
-        module.fail_json(msg="retries must be 0 or more.")
+    if params["user_timeout"] <= 0:
+        module.fail_json(msg="user_timeout must be more than 0 seconds.")
     if params["max_users"] < 1:
         module.fail_json(msg="max_users must be at least 1.")
     if not 0 < params["imap_port"] < 65536:
         module.fail_json(msg="imap_port %d is not a TCP port." % params["imap_port"])
-    try:
-        return parse_fail_threshold(params["fail_threshold"])
-    except UsersError as exc:
-        module.fail_json(msg=exc.msg)
 
 
-def summary_message(summary, threshold, exceeded):
-    counts = ", ".join(
-        "%s %d" % (name, count) for name, count in sorted(summary["by_class"].items()) if count and name != "ok"
-    )
-    text = "IMAP login ok for %d of %d users in %.1f s (%.0f users/s)" % (
-        summary["ok"],
-        summary["total"],
-        summary["duration_seconds"],
-        summary["users_per_second"],
-    )
-    if summary["failed"]:
-        text += "; %d failed: %s" % (summary["failed"], counts)
-        text += (
-            ". More than the fail_threshold (%s) allows." % describe_threshold(threshold)
-            if exceeded
-            else ", within fail_threshold (%s)." % describe_threshold(threshold)
-        )
-        text += " See failed_users; docs/imap-check.md explains each class."
-    else:
-        text += "."
-    return text
-
-
-def run_module():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[KEY_SOURCE_OPTIONS, ("users", "users_file")],
+def main():
+    module = GoogleModule(
+        argument_spec=dict(
+            users=dict(type="list", elements="str"),
+            users_file=dict(type="path"),
+            imap_host=dict(type="str", default=DEFAULT_IMAP_HOST),
+            imap_port=dict(type="int", default=DEFAULT_IMAP_PORT),
+            scope=dict(type="str", default=SCOPE_MAIL),
+            select_mailbox=dict(type="str", default=DEFAULT_MAILBOX),
+            concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
+            user_timeout=dict(type="float", default=DEFAULT_USER_TIMEOUT),
+            max_users=dict(type="int", default=users_rules.NUPOINT_MAX_USERS),
+            enforce_user_limit=dict(type="bool", default=True),
+            fail_threshold=dict(type="raw", default=0),
+            report_path=dict(type="path"),
+            return_results=dict(type="bool", default=True),
+        ),
+        mutually_exclusive=[("users", "users_file")],
         required_one_of=[("users", "users_file")],
-        supports_check_mode=True,
     )
     params = module.params
-    missing = missing_google_library()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
-    no_key = no_key_message(params)
-    if no_key:
-        module.fail_json(msg=no_key, reason="read_error", field="src")
-    threshold = check_options(module, params)
+    check_options(module)
 
-    users, warnings, skipped = load_users(module, params)
-    for warning in warnings:
-        module.warn(warning)
-    if not users:
-        module.fail_json(msg="No valid user address to check.", users_count=0, skipped_users=skipped)
-    limit = enforce_max_users(len(users), params["max_users"], params["enforce_user_limit"])
-    if limit is not None and not limit.startswith("warning:"):
-        module.fail_json(msg=limit, users_count=len(users), skipped_users=skipped)
-    if limit is not None:
-        module.warn(limit[len("warning: ") :])
-
-    key_text = params["content"] if params["content"] is not None else read_node_file(module, params["path"], "path")
-    concurrency = min(params["concurrency"], len(users))
-    try:
+    def body():
+        threshold = users_rules.parse_fail_threshold(params["fail_threshold"])
+        key_text = module.key_text()
+        users, warnings, skipped = load_users(module)
+        for warning in warnings:
+            module.warn(warning)
+        if not users:
+            return dict(failed=True, msg="No valid user address to check.", users_count=0, skipped_users=skipped)
+        limit = users_rules.enforce_max_users(len(users), params["max_users"], params["enforce_user_limit"])
+        if limit is not None and not limit.startswith("warning:"):
+            return dict(failed=True, msg=limit, users_count=len(users), skipped_users=skipped)
+        if limit is not None:
+            module.warn(limit[len("warning: ") :])
+        concurrency = min(params["concurrency"], len(users))
         source = new_token_source(
             key_text,
             params["scope"],
@@ -418,15 +347,11 @@ def run_module():
             retries=params["retries"],
             concurrency=concurrency,
         )
-    except TokenError as exc:
-        module.fail_json(msg=exc.msg, failure_class=exc.failure_class, users_count=len(users), skipped_users=skipped)
-    try:
-        ssl_context = new_ssl_context(params["ca_path"])
-    except (OSError, ValueError) as exc:
-        module.fail_json(msg="Cannot load ca_path %s: %s." % (params["ca_path"], exc), field="ca_path")
-
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    try:
+        try:
+            ssl_context = ssl_context_for(params["ca_path"] or True)
+        except (OSError, ValueError) as exc:
+            return dict(failed=True, msg="Cannot load ca_path %s: %s." % (params["ca_path"], exc), field="ca_path")
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         checker = ImapChecker(
             source,
             params["imap_host"],
@@ -437,47 +362,41 @@ def run_module():
             retries=params["retries"],
             select_mailbox=params["select_mailbox"],
         )
-        results, summary = checker.run(users, concurrency)
-    except Exception as exc:  # noqa: BLE001 - an unexpected error still reports, with its traceback
-        module.fail_json(msg="The IMAP check failed unexpectedly: %s" % exc, exception=traceback.format_exc())
-    finally:
-        source.close()
-
-    exceeded = threshold_exceeded(summary["failed"], summary["total"], threshold)
-    result = dict(
-        changed=False,
-        msg=summary_message(summary, threshold, exceeded),
-        summary=summary,
-        failed_users=failed_users(results),
-        users_count=len(users),
-        skipped_users=skipped,
-        client_id=source.client_id,
-        client_email=source.client_email,
-    )
-    if params["return_results"]:
-        result["results"] = results
-    if params["report_path"] and not module.check_mode:
-        meta = dict(
-            started_at=started_at,
-            imap_host=params["imap_host"],
-            imap_port=params["imap_port"],
-            select_mailbox=params["select_mailbox"],
+        try:
+            results, summary = checker.run(users, concurrency)
+        finally:
+            source.close()
+        exceeded = users_rules.threshold_exceeded(summary["failed"], summary["total"], threshold)
+        result = dict(
+            failed=exceeded,
+            msg=summary_message(summary, users_rules.describe_threshold(threshold), exceeded),
+            summary=summary,
+            failed_users=failures.failed_users(results),
+            users_count=len(users),
+            skipped_users=skipped,
             client_id=source.client_id,
             client_email=source.client_email,
-            node=os.uname()[1],
         )
-        try:
-            result["report"] = write_report(params["report_path"], results, summary, meta)
-        except OSError as exc:
-            result["msg"] += " The report could not be written to %s: %s." % (params["report_path"], exc)
-            module.fail_json(**result)
-    if exceeded:
-        module.fail_json(**result)
-    module.exit_json(**result)
+        if params["return_results"]:
+            result["results"] = results
+        if params["report_path"] and not module.check_mode:
+            meta = dict(
+                started_at=started_at,
+                imap_host=params["imap_host"],
+                imap_port=params["imap_port"],
+                select_mailbox=params["select_mailbox"],
+                client_id=source.client_id,
+                client_email=source.client_email,
+                node=os.uname()[1],
+            )
+            try:
+                result["report"] = report.write_report(params["report_path"], results, summary, meta)
+            except OSError as exc:
+                result["msg"] += " The report could not be written to %s: %s." % (params["report_path"], exc)
+                result["failed"] = True
+        return result
 
-
-def main():
-    run_module()
+    module.run(body)
 
 
 if __name__ == "__main__":

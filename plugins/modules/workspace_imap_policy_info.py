@@ -181,73 +181,44 @@ client_id:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_policy
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import client_from_params
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    KEY_SOURCE_OPTIONS,
-    TokenError,
-    google_argument_spec,
-    key_source_argument_spec,
-    missing_google_library,
-    read_key_text,
-)
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_policy
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
 
 
-def argument_spec():
-    spec = key_source_argument_spec()
-    spec.update(
-        subject=dict(type="str", required=True),
-        customer=dict(type="str", default="my_customer"),
-        fail_on_error=dict(type="bool", default=False),
-        require_enabled=dict(type="bool", default=False),
-    )
-    spec.update(google_argument_spec())
-    return spec
-
-
-def run_module():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[KEY_SOURCE_OPTIONS],
-        supports_check_mode=True,
+def main():
+    module = GoogleModule(
+        argument_spec=dict(
+            subject=dict(type="str", required=True),
+            customer=dict(type="str", default="my_customer"),
+            fail_on_error=dict(type="bool", default=False),
+            require_enabled=dict(type="bool", default=False),
+        ),
     )
     params = module.params
-    missing = missing_google_library()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     subject = params["subject"].strip().lower()
     if "@" not in subject:
         module.fail_json(msg="subject must be an administrator's e-mail address, got %r." % params["subject"])
 
-    try:
-        key_text = read_key_text(params)
-        client = client_from_params(params, key_text, imap_policy.SCOPES, 2)
-    except (KeyValidationError, TokenError) as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
-    try:
-        result = imap_policy.read_imap_policy(client, subject, params["customer"])
-    finally:
-        client.close()
-    result["client_id"] = client.client_id
-    if result["admin_console_url"] is None:
-        del result["admin_console_url"]
+    def body():
+        client = module.api_client(imap_policy.SCOPES, 2)
+        try:
+            result = imap_policy.read_imap_policy(client, subject, params["customer"])
+        finally:
+            client.close()
+        result["client_id"] = client.client_id
+        if result["admin_console_url"] is None:
+            del result["admin_console_url"]
+        if not result["policy_readable"]:
+            must = params["fail_on_error"] or params["require_enabled"]
+        else:
+            must = result["imap_access"] != "enabled" and params["require_enabled"]
+        if must:
+            result.update(failed=True, msg=result["message"])
+        elif not result["policy_readable"] or result["imap_access"] != "enabled":
+            module.warn(result["message"])
+        return result
 
-    if not result["policy_readable"]:
-        if params["fail_on_error"] or params["require_enabled"]:
-            module.fail_json(msg=result["message"], changed=False, **result)
-        module.warn(result["message"])
-    elif result["imap_access"] != "enabled":
-        if params["require_enabled"]:
-            module.fail_json(msg=result["message"], changed=False, **result)
-        module.warn(result["message"])
-    module.exit_json(changed=False, **result)
-
-
-def main():
-    run_module()
+    module.run(body)
 
 
 if __name__ == "__main__":

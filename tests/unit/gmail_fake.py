@@ -1,10 +1,9 @@
-"""An in-memory Gmail users.settings.imap for unit tests, speaking google_api.GoogleApiClient's interface."""
+"""An in-memory Gmail users.settings.imap for unit tests, speaking _google.api.GoogleApiClient's interface."""
 
 import threading
 import time
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import GoogleApiError
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import GoogleApiError, TokenError
 
 DEFAULTS = {"enabled": False, "autoExpunge": True, "expungeBehavior": "archive", "maxFolderSize": 0}
 

@@ -7,10 +7,11 @@ import time
 import pytest
 from ansible.module_utils.common import warnings
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import google_oauth
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import module as google_module
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import token
 from ansible_collections.nupoint.gworkspace.plugins.modules import delegation_check as module
 from tests.unit import keyfactory as kf
-from tests.unit.plugins.module_utils.test_google_oauth import (
+from tests.unit.plugins.module_utils._google.test_token import (
     ACCOUNT_NOT_FOUND,
     CLOCK_SKEW,
     INVALID_USER,
@@ -57,13 +58,13 @@ def fresh_warnings(monkeypatch):
 @pytest.fixture
 def google(monkeypatch):
     fake = FakeGoogle()
-    real = google_oauth.DelegatedTokenSource
+    real = token.DelegatedTokenSource
 
     def factory(*args, **kwargs):
         kwargs["session"] = FakeSession(fake)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(module, "DelegatedTokenSource", factory)
+    monkeypatch.setattr(google_module, "DelegatedTokenSource", factory)
     return fake
 
 
@@ -106,7 +107,9 @@ def test_missing_scope_gives_link_and_paste_instructions(run_module, google, key
     result = run_module(module, args(key, scopes=[MAIL, SETTINGS]))
     assert result["failed"] is True
     assert result["missing_scopes"] == [SETTINGS]
-    assert result["failure_classes"] == {"ok": 2, "token_unauthorized_scope": 2}
+    assert result["summary"]["by_class"]["ok"] == 2
+    assert result["summary"]["by_class"]["token_unauthorized_scope"] == 2
+    assert (result["summary"]["total"], result["summary"]["failed"]) == (4, 2)
     assert result["admin_console_url"] == (
         "https://admin.google.com/ac/owl/domainwidedelegation?clientScopeToAdd=%s,%s&clientIdToAdd=%s"
         "&overwriteClientId=true" % (MAIL, SETTINGS, kf.CLIENT_ID)

@@ -5,6 +5,7 @@ import json
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
 from ansible_collections.nupoint.gworkspace.plugins.modules import gmail_imap_settings
 from tests.unit import keyfactory as kf
 from tests.unit.gmail_fake import FakeGmail, scope_error
@@ -24,11 +25,11 @@ def gmail(monkeypatch):
     fake = FakeGmail(USERS)
     created = []
 
-    def fake_client(params, key_text, scopes, max_connections):
-        created.append((dict(params), key_text, tuple(scopes), max_connections))
+    def fake_client(self, scopes, max_connections):
+        created.append((dict(self.params), self.key_text(), tuple(scopes), max_connections))
         return fake
 
-    monkeypatch.setattr(gmail_imap_settings, "client_from_params", fake_client)
+    monkeypatch.setattr(GoogleModule, "api_client", fake_client)
     fake.created = created
     return fake
 

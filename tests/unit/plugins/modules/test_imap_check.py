@@ -7,11 +7,11 @@ import stat
 import pytest
 from ansible.module_utils.common import warnings
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_probe
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_login
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import TokenError
 from ansible_collections.nupoint.gworkspace.plugins.modules import imap_check as module
 from tests.unit import keyfactory as kf
-from tests.unit.plugins.module_utils.test_imap_probe import (
+from tests.unit.plugins.module_utils._google.test_imap_login import (
     GMAIL_DOMAIN_DISABLED,
     GMAIL_USER_DISABLED,
     FakeServer,
@@ -49,7 +49,7 @@ def fakes(monkeypatch):
         return source
 
     monkeypatch.setattr(module, "new_token_source", new_token_source)
-    monkeypatch.setattr(imap_probe, "ImapConnection", server.factory)
+    monkeypatch.setattr(imap_login, "ImapConnection", server.factory)
     return server, source
 
 
@@ -207,7 +207,7 @@ def test_key_file_on_the_node(run_module, fakes, tmp_path):
     assert not result.get("failed"), result
     missing = run_module(module, {"path": str(tmp_path / "none.json"), "users": users(2)})
     assert missing["failed"] is True
-    assert "Cannot read path" in missing["msg"]
+    assert "Cannot read the key file" in missing["msg"]
 
 
 @pytest.mark.parametrize(

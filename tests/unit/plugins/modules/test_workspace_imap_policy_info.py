@@ -3,11 +3,11 @@
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import GoogleApiError
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import GoogleApiError, TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
 from ansible_collections.nupoint.gworkspace.plugins.modules import workspace_imap_policy_info as module
 from tests.unit import keyfactory as kf
-from tests.unit.plugins.module_utils.test_imap_policy import FakePolicyApi, policy
+from tests.unit.plugins.module_utils._google.test_imap_policy import FakePolicyApi, policy
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,13 @@ def api(monkeypatch):
     monkeypatch.setattr(ansible_warnings, "_global_warnings", [])
     holder = {"api": FakePolicyApi([{"policies": [policy(True)]}]), "created": []}
 
-    def fake_client(params, key_text, scopes, max_connections):
-        holder["created"].append((dict(params), tuple(scopes)))
+    def fake_client(self, scopes, max_connections):
+        self.key_text()
+        holder["created"].append((dict(self.params), tuple(scopes)))
         holder["api"].close = lambda: None
         return holder["api"]
 
-    monkeypatch.setattr(module, "client_from_params", fake_client)
+    monkeypatch.setattr(GoogleModule, "api_client", fake_client)
     return holder
 
 

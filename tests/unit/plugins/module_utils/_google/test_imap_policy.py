@@ -1,10 +1,9 @@
-"""Unit tests for module_utils.imap_policy: filter, paging, verdicts, and every way reading can fail."""
+"""Unit tests for _google.imap_policy: filter, paging, verdicts, and every way reading can fail."""
 
 import pytest
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_policy as ip
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import GoogleApiError
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_policy as ip
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import GoogleApiError, TokenError
 
 CLIENT_ID = "110987654321098765432"
 

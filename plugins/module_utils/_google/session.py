@@ -1,22 +1,32 @@
 # Copyright: contributors to nupoint.gworkspace
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A lean keep-alive HTTPS session for the token endpoint: the part of ``requests.Session`` that
-``google_oauth.DelegatedTokenSource`` uses, on the standard library's ``http.client``.
+"""The one HTTPS session factory for everything that talks to Google.
 
-Why: minting 2,500 tokens is 2,500 small POSTs to one URL. Through ``requests`` each costs about 0.9 ms
-of client CPU beyond the request itself (request preparation, hooks, adapters, urllib3 pools); through
-``http.client`` on a kept-alive connection about 0.3 ms. In ``imap_check`` that is a sixth of the
-client's CPU per user, on a host (MSL) whose cores also run NuPoint.
+:func:`new_session` returns one of two sessions with the same surface (``request``, ``head``, ``close``):
 
-What it does: one connection per thread and host (threads never share one, so no locking on the hot
-path), reused while the server keeps it open; a request on a kept-alive connection that the server
-has closed meanwhile is sent again once on a fresh one (what urllib3 does); HTTPS verified against
-``verify`` (a CA file or directory, or ``True`` for the system store; ``False`` is refused); an HTTPS
-proxy, when given, is used through ``CONNECT`` with optional basic credentials. Errors are the standard
-library's (``OSError`` subclasses, ``ssl.SSLError``, ``http.client.HTTPException``), which
-``google_oauth.classify_network_error`` classifies like requests' own.
+- ``lean=False``: a pooled ``requests.Session`` for the token endpoint and every API host, so a run over
+  2,500 users keeps its TLS connections alive. It verifies against ``ca_path`` whenever one is given:
+  ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` in the environment would otherwise silently replace
+  ``session.verify`` for every request that does not pass ``verify=`` itself (requests'
+  ``merge_environment_settings``), and google-auth's transport does not. Without ``ca_path`` requests'
+  usual default applies. Cookies are refused (no Google endpoint we call needs them), which keeps the
+  shared session free of mutable state; retries are the callers' (urllib3's would hide what happened).
+- ``lean=True``: :class:`KeepAliveSession`, the part of ``requests.Session`` the token source uses, on
+  the standard library's ``http.client``, for one URL hit thousands of times (``imap_check`` mints a
+  token per user). Through ``requests`` each token request costs about 0.9 ms of client CPU beyond the
+  request itself (request preparation, hooks, adapters, urllib3 pools, and re-reading every proxy and
+  CA variable of the environment per request); here about 0.3 ms. That is a sixth of the client's CPU per
+  user on a host (MSL) whose cores also run NuPoint. The environment's proxy (``no_proxy`` honoured) and
+  CA bundle are resolved once, for the one URL (:func:`environment_for`).
 
-Runs on MSL: Python 3.6, standard library only.
+The lean session keeps one connection per thread and host (threads never share one, so no locking on
+the hot path), reused while the server keeps it open; a request on a kept-alive connection that the
+server has closed meanwhile is sent again once on a fresh one (what urllib3 does); HTTPS is verified
+against ``verify`` (a CA file or directory, or ``True`` for the system store; ``False`` is refused); an
+HTTPS proxy, when given, is used through ``CONNECT`` with optional basic credentials. Its errors are
+the standard library's, which ``failures.classify_network_error`` classifies like requests' own.
+
+Parses as Python 3.6; ``requests`` is needed for ``lean=False`` only (import guarded).
 """
 
 import base64
@@ -24,8 +34,25 @@ import http.client
 import os
 import ssl
 import threading
+import traceback
 from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from requests.utils import get_environ_proxies
+except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR: Optional[str] = traceback.format_exc()
+    _SessionBase: Any = object
+    get_environ_proxies = None  # type: ignore[assignment]
+else:
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+    _SessionBase = requests.Session
+
+DEFAULT_MAX_CONNECTIONS = 10
 
 USER_AGENT = "nupoint.gworkspace (python http.client)"
 # A kept-alive connection the server closed shows up as one of these on the next request.
@@ -45,7 +72,10 @@ class Response:
 
 
 def ssl_context_for(verify: Union[bool, str, None]) -> ssl.SSLContext:
-    """A verifying client context: ``True``/None = system store, a file = CA bundle, a directory = CA path."""
+    """A verifying client context: ``True``/None = system store, a file = CA bundle, a directory = CA path.
+
+    The one TLS client context factory of the collection: the lean session and the IMAP client use it.
+    """
     if verify is False:
         raise ValueError("certificate verification cannot be turned off")
     if verify is True or verify is None:
@@ -183,3 +213,57 @@ class KeepAliveSession:
 
     def __repr__(self) -> str:
         return "KeepAliveSession(verify=%r, proxies=%r)" % (self.verify, sorted(self.proxies))
+
+
+# --------------------------------------------------------------------------- the factory
+
+
+class _VerifyingSession(_SessionBase):
+    """A ``requests.Session`` whose ``verify`` is used even when the environment names a CA bundle."""
+
+    def request(self, method, url, *args, **kwargs):
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        return super().request(method, url, *args, **kwargs)
+
+
+def environment_for(url: str, ca_path: Optional[str]) -> Tuple[Union[bool, str], Dict[str, str]]:
+    """``(verify, proxies)`` for requests to ``url``: the environment, read once, as requests would read it.
+
+    The proxy honours ``no_proxy``; the CA bundle is ``ca_path``, else ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE``, else the system store.
+    """
+    proxies = get_environ_proxies(url) if get_environ_proxies is not None else {}
+    verify = ca_path or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return verify, {scheme: proxy for scheme, proxy in proxies.items() if scheme != "no"}
+
+
+def new_session(
+    ca_path: Optional[str] = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    lean: bool = False,
+    url: Optional[str] = None,
+) -> Any:
+    """A keep-alive HTTPS session for many threads (see the module docstring for ``lean``).
+
+    ``max_connections``: the pool size per host, set it to the caller's thread count. ``url``: with
+    ``lean``, the one URL the session will serve, whose proxy and CA are resolved now; without it the
+    session verifies against ``ca_path`` (or the system store) and uses no proxy until :func:`environment_for`
+    is applied to it.
+    """
+    if lean:
+        session = KeepAliveSession(ca_path or True)
+        if url:
+            session.verify, session.proxies = environment_for(url, ca_path)
+        return session
+    import http.cookiejar
+
+    if not HAS_REQUESTS:
+        raise ImportError("requests")
+    session = _VerifyingSession()
+    session.verify = ca_path if ca_path else True
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, int(max_connections)), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.cookies = requests.cookies.RequestsCookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return session

@@ -1,4 +1,4 @@
-"""Unit tests for module_utils.imap_probe: classification from real server texts, the runner, reports.
+"""Unit tests for _google.imap_login (and failures, imap, pool, report): classification from real server texts, the runner, reports.
 
 IMAP clients and token sources are fakes; the classification tests feed the exceptions imaplib and
 imapclient really raise, carrying the texts Gmail (and the lab's Dovecot) really send.
@@ -18,9 +18,11 @@ import time
 import pytest
 from imapclient import exceptions as imapclient_exceptions
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import imap_probe as ip
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.keepalive_http import KeepAliveSession
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures as fl
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap, pool, report
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_login as il
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import session as ss
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import KeepAliveSession
 
 # Gmail's refusals, verbatim (the text after "a1 NO ").
 GMAIL_USER_DISABLED = (
@@ -68,7 +70,7 @@ TEXT_CASES = [
 
 @pytest.mark.parametrize(("text", "phase", "expected", "retryable"), TEXT_CASES)
 def test_classify_imap_text(text, phase, expected, retryable):
-    assert ip.classify_imap_text(text, phase) == (expected, retryable)
+    assert fl.classify_imap_text(text, phase) == (expected, retryable)
 
 
 @pytest.mark.parametrize(
@@ -102,26 +104,26 @@ def test_classify_imap_text(text, phase, expected, retryable):
     ],
 )
 def test_classify_imap_failure(exc, phase, expected, retryable):
-    failure = ip.classify_imap_failure(exc, phase)
+    failure = fl.classify_imap_failure(exc, phase)
     assert (failure.failure_class, failure.retryable, failure.phase) == (expected, retryable, phase)
     assert failure.msg
 
 
 def test_refusal_message_quotes_the_server_and_says_what_to_do():
-    failure = ip.classify_imap_failure(imapclient_exceptions.LoginError(GMAIL_USER_DISABLED), "auth")
+    failure = fl.classify_imap_failure(imapclient_exceptions.LoginError(GMAIL_USER_DISABLED), "auth")
     assert GMAIL_USER_DISABLED in failure.msg
     assert "gmail_imap_settings" in failure.msg
 
 
 def test_xoauth2_error_details_from_gmail_challenge():
-    details = ip.xoauth2_error_details(GMAIL_XOAUTH2_CHALLENGE)
+    details = imap.xoauth2_error_details(GMAIL_XOAUTH2_CHALLENGE)
     assert details == {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
-    assert ip.xoauth2_error_details(b"") is None
-    assert ip.xoauth2_error_details(b"not json") is None
+    assert imap.xoauth2_error_details(b"") is None
+    assert imap.xoauth2_error_details(b"not json") is None
 
 
 def test_xoauth2_exchange_sends_credentials_once_then_an_empty_reply():
-    exchange = ip._XOAuth2Exchange("alice@example.test", "ya29.SECRET")
+    exchange = imap.XOAuth2Exchange("alice@example.test", "ya29.SECRET")
     assert exchange(b"") == "user=alice@example.test\x01auth=Bearer ya29.SECRET\x01\x01"
     assert exchange(GMAIL_XOAUTH2_CHALLENGE) == ""
     assert exchange.error_details["status"] == "400"
@@ -178,7 +180,7 @@ class ScriptedImapServer:
         self.listener.close()
 
     def connect(self, timeout=5):
-        return ip.ImapConnection("127.0.0.1", self.port, PlainContext(), timeout)
+        return imap.ImapConnection("127.0.0.1", self.port, PlainContext(), timeout)
 
 
 DOVECOT_GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] Gimap ready for requests (lab)\r\n"
@@ -194,7 +196,7 @@ def test_connection_with_sasl_ir_examine_and_logout():
     server = ScriptedImapServer(DOVECOT_GREETING, [b"{tag} OK Logged in\r\n", EXAMINED, LOGGED_OUT])
     client = server.connect()
     assert "SASL-IR" in {name.decode() for name in client.capabilities}
-    exchange = ip._XOAuth2Exchange("alice@example.test", "ya29.x")
+    exchange = imap.XOAuth2Exchange("alice@example.test", "ya29.x")
     client.sasl_login("XOAUTH2", exchange)
     client.select_folder("INBOX", readonly=True)
     client.logout()
@@ -210,7 +212,7 @@ def test_connection_with_sasl_ir_examine_and_logout():
 def test_gmail_greeting_without_capabilities_waits_for_the_continuation():
     server = ScriptedImapServer(GMAIL_GREETING, [b"+ \r\n", b"{tag} OK user@example.test authenticated (Success)\r\n"])
     client = server.connect()
-    client.sasl_login("XOAUTH2", ip._XOAuth2Exchange("bob@example.test", "ya29.y"))
+    client.sasl_login("XOAUTH2", imap.XOAuth2Exchange("bob@example.test", "ya29.y"))
     server.thread.join(5)
     command, response = server.received
     assert command.split(b" ", 1)[1] == b"AUTHENTICATE XOAUTH2\r\n"
@@ -223,21 +225,21 @@ def test_refused_token_gets_an_empty_reply_to_the_error_challenge_and_the_text()
         GMAIL_GREETING, [b"+ \r\n", b"+ " + challenge, b"{tag} NO " + GMAIL_USER_DISABLED.encode() + b"\r\n"]
     )
     client = server.connect()
-    exchange = ip._XOAuth2Exchange("bob@example.test", "ya29.y")
+    exchange = imap.XOAuth2Exchange("bob@example.test", "ya29.y")
     with pytest.raises(imaplib.IMAP4.error) as caught:
         client.sasl_login("XOAUTH2", exchange)
     assert str(caught.value) == GMAIL_USER_DISABLED
     assert server.received[-1] == b"\r\n"
     assert exchange.error_details["status"] == "400"
-    assert ip.classify_imap_failure(caught.value, "auth").failure_class == "imap_disabled"
+    assert fl.classify_imap_failure(caught.value, "auth").failure_class == "imap_disabled"
 
 
 def test_bye_during_a_command_is_an_abort_with_the_server_text():
     server = ScriptedImapServer(DOVECOT_GREETING, [b"* BYE " + GMAIL_TOO_MANY.encode() + b"\r\n"])
     client = server.connect()
     with pytest.raises(imaplib.IMAP4.abort) as caught:
-        client.sasl_login("XOAUTH2", ip._XOAuth2Exchange("c@example.test", "t"))
-    failure = ip.classify_imap_failure(caught.value, "auth")
+        client.sasl_login("XOAUTH2", imap.XOAuth2Exchange("c@example.test", "t"))
+    failure = fl.classify_imap_failure(caught.value, "auth")
     assert (failure.failure_class, failure.retryable) == ("imap_other", True)
 
 
@@ -245,16 +247,16 @@ def test_dropped_connection_is_an_eof_abort():
     server = ScriptedImapServer(DOVECOT_GREETING, [None])
     client = server.connect()
     with pytest.raises(imaplib.IMAP4.abort) as caught:
-        client.sasl_login("XOAUTH2", ip._XOAuth2Exchange("c@example.test", "t"))
+        client.sasl_login("XOAUTH2", imap.XOAuth2Exchange("c@example.test", "t"))
     assert str(caught.value) == "socket error: EOF"
-    assert ip.classify_imap_failure(caught.value, "auth").failure_class == "connect"
+    assert fl.classify_imap_failure(caught.value, "auth").failure_class == "connect"
 
 
 def test_bye_greeting_is_refused_with_its_text():
     server = ScriptedImapServer(b"* BYE [UNAVAILABLE] Temporary System Problem. Try again later.\r\n", [])
     with pytest.raises(imaplib.IMAP4.abort) as caught:
         server.connect()
-    failure = ip.classify_imap_failure(caught.value, "connect")
+    failure = fl.classify_imap_failure(caught.value, "connect")
     assert (failure.failure_class, failure.retryable) == ("imap_other", True)
 
 
@@ -265,7 +267,7 @@ def test_literals_in_responses_and_mailbox_names():
     client.select_folder('Voice "mail" & Boîte', readonly=True)
     with pytest.raises(imaplib.IMAP4.error) as caught:
         client.select_folder("Missing")
-    assert ip.classify_imap_failure(caught.value, "select").failure_class == "imap_other"
+    assert fl.classify_imap_failure(caught.value, "select").failure_class == "imap_other"
     assert server.received[0].split(b" ", 1)[1] == b'EXAMINE "Voice \\"mail\\" &- Bo&AO4-te"\r\n'
 
 
@@ -273,7 +275,7 @@ def test_imap_utf7_matches_imapclient():
     from imapclient import imap_utf7
 
     for name in ("INBOX", "Boîte & Voicemail", "台北", "&", "Entwürfe/Archiv"):
-        assert ip.imap_utf7(name) == imap_utf7.encode(name)
+        assert imap.imap_utf7(name) == imap_utf7.encode(name)
 
 
 # --------------------------------------------------------------------------- fakes
@@ -388,7 +390,7 @@ def make_checker(server=None, source=None, sleeps=None, **kwargs):
     source = source or FakeTokenSource()
     recorded = sleeps if sleeps is not None else []
     kwargs.setdefault("ssl_context", ssl.create_default_context())
-    checker = ip.ImapChecker(
+    checker = il.ImapChecker(
         source,
         "imap.example.test",
         993,
@@ -445,7 +447,7 @@ def test_refusals_are_final_and_carry_the_xoauth2_error(text, expected):
 
 
 def test_token_failure_is_not_retried_by_the_checker_and_skips_imap():
-    refusal = TokenError("token_invalid_user", "Google does not know this user.", "invalid_grant", "Invalid email")
+    refusal = fl.TokenError("token_invalid_user", "Google does not know this user.", "invalid_grant", "Invalid email")
     checker, server, _source = make_checker(source=FakeTokenSource(errors={"ghost@example.test": refusal}))
     result = checker.check("ghost@example.test")
     assert result["failure_class"] == "token_invalid_user"
@@ -547,17 +549,17 @@ def test_unexpected_error_becomes_imap_other_and_never_raises():
 
 def test_deadline_sleep_gives_up_instead_of_sleeping_past_the_deadline(monkeypatch):
     slept = []
-    monkeypatch.setattr(ip.time, "sleep", slept.append)
-    ip._local.deadline = time.monotonic() + 5
+    monkeypatch.setattr(pool.time, "sleep", slept.append)
+    pool._local.deadline = time.monotonic() + 5
     try:
-        ip.deadline_sleep(1.0)
+        pool.deadline_sleep(1.0)
         assert slept == [1.0]
-        with pytest.raises(TokenError) as caught:
-            ip.deadline_sleep(10.0)
+        with pytest.raises(fl.TokenError) as caught:
+            pool.deadline_sleep(10.0)
         assert caught.value.failure_class == "timeout"
     finally:
-        ip._local.deadline = None
-    ip.deadline_sleep(10.0)  # outside a check: plain sleep
+        pool._local.deadline = None
+    pool.deadline_sleep(10.0)  # outside a check: plain sleep
     assert slept == [1.0, 10.0]
 
 
@@ -566,14 +568,14 @@ def test_deadline_is_visible_to_the_token_source_during_a_check():
 
     class Source(FakeTokenSource):
         def token(self, subject, scopes=None):
-            seen.append(ip.current_deadline())
+            seen.append(pool.current_deadline())
             return super().token(subject, scopes)
 
     checker, _server, _source = make_checker(source=Source(), user_timeout=7)
     before = time.monotonic()
     checker.check("kim@example.test")
     assert seen[0] is not None and before + 6 < seen[0] <= time.monotonic() + 7
-    assert ip.current_deadline() is None
+    assert pool.current_deadline() is None
 
 
 def test_scopes_are_passed_when_given():
@@ -590,7 +592,7 @@ def test_run_keeps_input_order_and_summarises():
     server = FakeServer(
         auth={users[3]: [GMAIL_USER_DISABLED], users[7]: [GMAIL_DOMAIN_DISABLED], users[9]: [GMAIL_INVALID_CREDENTIALS]}
     )
-    refusal = TokenError("token_invalid_user", "unknown", "invalid_grant", "Invalid email or User ID")
+    refusal = fl.TokenError("token_invalid_user", "unknown", "invalid_grant", "Invalid email or User ID")
     checker, _server, _source = make_checker(server=server, source=FakeTokenSource(errors={users[11]: refusal}))
     results, summary = checker.run(users, concurrency=8)
     assert [result["user"] for result in results] == users
@@ -600,11 +602,11 @@ def test_run_keeps_input_order_and_summarises():
     assert summary["by_class"]["imap_disabled"] == 2
     assert summary["by_class"]["imap_auth_failed"] == 1
     assert summary["by_class"]["token_invalid_user"] == 1
-    assert set(summary["by_class"]) == set(ip.FAILURE_CLASSES)
+    assert set(summary["by_class"]) == set(fl.FAILURE_CLASSES)
     assert summary["concurrency"] == 8
     assert set(summary["latency_ms"]) == {"token", "connect", "auth", "select", "total"}
     assert summary["latency_ms"]["total"]["p50"] <= summary["latency_ms"]["total"]["max"]
-    assert [entry["user"] for entry in ip.failed_users(results)] == [users[3], users[7], users[9], users[11]]
+    assert [entry["user"] for entry in fl.failed_users(results)] == [users[3], users[7], users[9], users[11]]
 
 
 def test_concurrency_is_bounded_and_threads_are_not_per_user():
@@ -659,7 +661,7 @@ def test_unreachable_server_stops_trying_after_a_streak():
 
 
 def test_a_success_resets_the_unreachable_streak():
-    breaker = ip._Unreachable(3)
+    breaker = pool.Breaker(3, il._unreachable)
     down = {"failure_class": "connect", "phase": "connect", "message": "refused"}
     for result in (down, down, {"failure_class": "ok", "phase": None}, down, down):
         breaker.record(result)
@@ -702,7 +704,7 @@ def test_run_with_no_users():
     ],
 )
 def test_report_paths(given, paths):
-    assert ip.report_paths(given) == paths
+    assert report.report_paths(given) == paths
 
 
 def test_write_report_is_private_parses_and_escapes_formulas(tmp_path):
@@ -711,7 +713,7 @@ def test_write_report_is_private_parses_and_escapes_formulas(tmp_path):
     )
     results, summary = checker.run(["alice@example.test", "bob@example.test"], concurrency=2)
     os.umask(0o022)
-    paths = ip.write_report(str(tmp_path / "imap.json"), results, summary, {"imap_host": "imap.example.test"})
+    paths = report.write_report(str(tmp_path / "imap.json"), results, summary, {"imap_host": "imap.example.test"})
     assert paths == {"json": str(tmp_path / "imap.json"), "csv": str(tmp_path / "imap.csv")}
     for path in paths.values():
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -724,28 +726,28 @@ def test_write_report_is_private_parses_and_escapes_formulas(tmp_path):
     assert [row["user"] for row in rows] == ["alice@example.test", "bob@example.test"]
     assert rows[1]["failure_class"] == "imap_disabled"
     assert rows[0]["total_ms"]
-    assert list(rows[0]) == list(ip.REPORT_FIELDS)
+    assert list(rows[0]) == list(report.REPORT_FIELDS)
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
 def test_csv_cells_cannot_be_formulas():
-    assert ip._csv_safe('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
-    assert ip._csv_safe("-1") == "'-1"
-    assert ip._csv_safe("alice@example.test") == "alice@example.test"
+    assert report._csv_safe('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
+    assert report._csv_safe("-1") == "'-1"
+    assert report._csv_safe("alice@example.test") == "alice@example.test"
 
 
 def test_write_report_replaces_atomically_and_cleans_up_on_error(tmp_path, monkeypatch):
     target = tmp_path / "imap.json"
     target.write_text("old")
-    ip.write_private_file(str(target), b"new")
+    report.write_private_file(str(target), b"new")
     assert target.read_text() == "new"
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ip.os, "replace", broken_replace)
+    monkeypatch.setattr(report.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        ip.write_private_file(str(target), b"newer")
+        report.write_private_file(str(target), b"newer")
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["imap.json"]
 
@@ -759,18 +761,18 @@ def test_token_source_reads_the_environment_once(monkeypatch, tmp_path):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     from tests.unit import keyfactory as kf
 
-    source = ip.new_token_source(kf.key_json(), "https://mail.google.com/", concurrency=7)
+    source = il.new_token_source(kf.key_json(), "https://mail.google.com/", concurrency=7)
     session = source._session
     assert isinstance(session, KeepAliveSession)
     assert session.proxies == {"https": "http://proxy.example.test:3128"}
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
-    assert source.retries == ip.DEFAULT_RETRIES
-    assert source._sleep is ip.deadline_sleep
-    lab_source = ip.new_token_source(
+    assert source.retries == il.DEFAULT_RETRIES
+    assert source._sleep is pool.deadline_sleep
+    lab_source = il.new_token_source(
         kf.key_json(), "https://mail.google.com/", token_uri="https://127.0.0.1:1/token", ca_path=str(tmp_path)
     )
     assert lab_source._session.proxies == {}  # NO_PROXY honoured for the token URI
     assert lab_source._session.verify == str(tmp_path)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    assert ip.token_environment(None, "https://oauth2.googleapis.com/token")[0] is True
+    assert ss.environment_for("https://oauth2.googleapis.com/token", None)[0] is True

@@ -1,4 +1,4 @@
-"""Unit tests for module_utils.google_oauth: classification, retries, clock offset, admin URL, no leaks.
+"""Unit tests for _google.token (and failures, pool): classification, retries, clock offset, admin URL, no leaks.
 
 The token source runs google-auth's real refresh code; only the HTTP session is scripted, so what is
 tested is what runs against Google (and the lab), minus the network.
@@ -20,7 +20,10 @@ import urllib3
 from google.auth import exceptions as google_exceptions
 from requests.structures import CaseInsensitiveDict
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import google_oauth as go
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures as fl
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import module as gm
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import pool
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import token as tk
 from tests.unit import keyfactory as kf
 
 # Google's token endpoint bodies, verbatim.
@@ -108,8 +111,8 @@ def refresh_error_old_shape(body):
 
 @pytest.mark.parametrize(("body", "status", "failure_class", "retryable"), CLASSIFICATION_CASES)
 def test_classify_google_error_bodies(body, status, failure_class, retryable):
-    error, description = go.parse_error_body(json.dumps(body).encode())
-    assert go.classify_google_error(error, description, status) == (failure_class, retryable)
+    error, description = fl.parse_token_error_body(json.dumps(body).encode())
+    assert fl.classify_token_error(error, description, status) == (failure_class, retryable)
 
 
 @pytest.mark.parametrize("shape", [refresh_error_new_shape, refresh_error_old_shape])
@@ -118,7 +121,7 @@ def test_classify_google_error_bodies(body, status, failure_class, retryable):
 )
 def test_classify_refresh_error_both_shapes(shape, body, failure_class):
     exc = shape(body)
-    token_error = go.classify_exception(exc)
+    token_error = fl.classify_token_exception(exc)
     assert token_error.failure_class == failure_class
     assert token_error.google_error == body["error"]
     assert token_error.google_description == body.get("error_description")
@@ -127,17 +130,17 @@ def test_classify_refresh_error_both_shapes(shape, body, failure_class):
 
 def test_refresh_error_with_only_a_message():
     exc = google_exceptions.RefreshError("invalid_grant: Invalid email or User ID")
-    assert go.refresh_error_details(exc) == ("invalid_grant", "Invalid email or User ID")
-    assert go.classify_exception(exc).failure_class == "token_invalid_user"
-    odd = go.classify_exception(google_exceptions.RefreshError("No access token in response."))
+    assert fl.refresh_error_details(exc) == ("invalid_grant", "Invalid email or User ID")
+    assert fl.classify_token_exception(exc).failure_class == "token_invalid_user"
+    odd = fl.classify_token_exception(google_exceptions.RefreshError("No access token in response."))
     assert odd.failure_class == "token_other"
     assert odd.google_error is None
 
 
 def test_non_json_error_body():
-    assert go.parse_error_body(b"<html>502 Bad Gateway</html>") == (None, None)
-    assert go.classify_google_error(None, None, 502) == ("token_other", True)
-    assert go.classify_google_error(None, None, 404) == ("token_other", False)
+    assert fl.parse_token_error_body(b"<html>502 Bad Gateway</html>") == (None, None)
+    assert fl.classify_token_error(None, None, 502) == ("token_other", True)
+    assert fl.classify_token_error(None, None, 404) == ("token_other", False)
 
 
 def _wrapped(reason):
@@ -203,28 +206,30 @@ NETWORK_CASES = [
 
 @pytest.mark.parametrize(("exc", "failure_class", "retryable"), NETWORK_CASES)
 def test_classify_network_errors(exc, failure_class, retryable):
-    token_error = go.classify_exception(exc)
+    token_error = fl.classify_token_exception(exc)
     assert (token_error.failure_class, token_error.retryable) == (failure_class, retryable)
     assert token_error.google_error is None
-    assert go.FAILURE_HINTS[failure_class] in token_error.msg
+    assert fl.hint(failure_class) in token_error.msg
 
 
 def test_unexpected_exception_is_token_other():
-    token_error = go.classify_exception(ValueError("boom"))
+    token_error = fl.classify_token_exception(ValueError("boom"))
     assert token_error.failure_class == "token_other"
     assert "ValueError" in token_error.msg
 
 
 def test_every_class_has_a_hint_and_vocabulary_matches_design():
-    assert set(go.FAILURE_HINTS) == set(go.FAILURE_CLASSES) - {"ok"}
-    assert go.FAILURE_CLASSES == (
+    for endpoint in (fl.ENDPOINT_TOKEN, fl.ENDPOINT_IMAP, fl.ENDPOINT_API):
+        assert all(fl.hint(failure_class, endpoint) for failure_class in fl.FAILURE_CLASSES if failure_class != "ok")
+    assert fl.FAILURE_CLASSES == (
         "ok", "dns", "connect", "tls", "timeout", "token_unauthorized_scope", "token_invalid_user",
-        "token_clock_skew", "token_invalid_key", "token_other",
+        "token_clock_skew", "token_invalid_key", "token_other", "imap_disabled", "imap_auth_failed", "imap_other",
+        "api_error",
     )  # fmt: skip
 
 
 def test_admin_console_url_has_every_scope_and_the_client_id():
-    url = go.admin_console_url(
+    url = fl.admin_console_url(
         "110987654321098765432",
         [
             "https://mail.google.com/",
@@ -238,76 +243,32 @@ def test_admin_console_url_has_every_scope_and_the_client_id():
     )
 
 
-def test_http_date_offset():
-    now = 1_700_000_000.0
-    header = email.utils.formatdate(now + 120, usegmt=True)
-    assert go.http_date_offset(header, now - 0.2, now + 0.2) == pytest.approx(120.5, abs=0.6)
-    assert go.http_date_offset(email.utils.formatdate(now - 3600, usegmt=True), now, now) == pytest.approx(-3599.5)
-    assert go.http_date_offset(None, now, now) is None
-    assert go.http_date_offset("not a date", now, now) is None
-
-
 def test_backoff_delay_grows_and_is_capped_with_jitter():
-    assert go.backoff_delay(1, 1.0, 32.0, lambda: 0.5) == 1.0
-    assert go.backoff_delay(3, 1.0, 32.0, lambda: 0.5) == 4.0
-    assert go.backoff_delay(10, 1.0, 32.0, lambda: 0.5) == 32.0
-    assert go.backoff_delay(2, 1.0, 32.0, lambda: 0.0) == 1.0
-    assert go.backoff_delay(2, 1.0, 32.0, lambda: 0.999) == pytest.approx(2.998)
+    assert pool.backoff_delay(1, 1.0, 32.0, lambda: 0.5) == 1.0
+    assert pool.backoff_delay(3, 1.0, 32.0, lambda: 0.5) == 4.0
+    assert pool.backoff_delay(10, 1.0, 32.0, lambda: 0.5) == 32.0
+    assert pool.backoff_delay(2, 1.0, 32.0, lambda: 0.0) == 1.0
+    assert pool.backoff_delay(2, 1.0, 32.0, lambda: 0.999) == pytest.approx(2.998)
 
 
 def test_retry_after():
-    assert go.retry_after_seconds("7") == 7.0
-    assert go.retry_after_seconds("7000", cap=30) == 30
-    assert go.retry_after_seconds(None) is None
-    assert go.retry_after_seconds(email.utils.formatdate(time.time() + 5, usegmt=True)) == pytest.approx(5, abs=1.5)
+    assert pool.retry_after_seconds("7") == 7.0
+    assert pool.retry_after_seconds("7000", cap=30) == 30
+    assert pool.retry_after_seconds(None) is None
+    assert pool.retry_after_seconds(email.utils.formatdate(time.time() + 5, usegmt=True)) == pytest.approx(5, abs=1.5)
 
 
 def test_google_argument_spec_options():
-    spec = go.google_argument_spec()
+    spec = gm.google_argument_spec()
     assert set(spec) == {"token_uri", "ca_path", "timeout", "retries", "api_base_url"}
-    assert spec["timeout"]["default"] == go.DEFAULT_TIMEOUT
-
-
-def test_key_source_argument_spec_options():
-    spec = go.key_source_argument_spec()
-    assert set(spec) == set(go.KEY_SOURCE_OPTIONS) == {"src", "content", "path"}
-    assert spec["content"] == {"type": "str", "no_log": True}
-    assert spec["src"]["type"] == spec["path"]["type"] == "path"
+    assert spec["timeout"]["default"] == tk.DEFAULT_TIMEOUT
 
 
 def test_missing_google_library_is_none_with_both_installed(monkeypatch):
-    assert go.missing_google_library() is None
-    monkeypatch.setattr(go, "HAS_REQUESTS", False)
-    monkeypatch.setattr(go, "REQUESTS_IMPORT_ERROR", "Traceback: no requests")
-    assert go.missing_google_library() == ("requests", "Traceback: no requests")
-
-
-def test_read_key_text_from_content_or_path(tmp_path):
-    text = kf.key_json()
-    assert go.read_key_text({"content": text, "path": None, "src": None}) == text
-    key_file = tmp_path / "sa.json"
-    key_file.write_bytes(b"\xef\xbb\xbf" + text.encode())
-    assert go.read_key_text({"content": None, "path": str(key_file)}) == text
-
-
-@pytest.mark.parametrize(
-    ("params", "reason", "field", "message"),
-    [
-        ({"src": "files/sa.json"}, "read_error", "src", "No key reached the module: src is read on the controller"),
-        ({}, "read_error", "src", "No service-account key: set src"),
-        ({"path": "/nonexistent/sa.json"}, "read_error", "path", "Cannot read the key file /nonexistent/sa.json"),
-        ({"content": "{not json"}, "not_json", None, "not complete JSON"),
-        ({"content": '{"type": "service_account"}'}, "missing_field", "project_id", "has no 'project_id' field"),
-    ],
-)
-def test_read_key_text_refusals(params, reason, field, message):
-    from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
-
-    with pytest.raises(KeyValidationError) as excinfo:
-        go.read_key_text(params)
-    assert (excinfo.value.reason, excinfo.value.field) == (reason, field)
-    assert message in excinfo.value.msg
-    assert go.no_key_message(params) == (excinfo.value.msg if field == "src" else None)
+    assert tk.missing_google_library() is None
+    monkeypatch.setattr(tk, "HAS_REQUESTS", False)
+    monkeypatch.setattr(tk, "REQUESTS_IMPORT_ERROR", "Traceback: no requests")
+    assert tk.missing_google_library() == ("requests", "Traceback: no requests")
 
 
 # --------------------------------------------------------------------------- the token source
@@ -369,7 +330,7 @@ def key_data():
 def make_source(key_data, session, **kwargs):
     sleeps = []
     kwargs.setdefault("retries", 3)
-    source = go.DelegatedTokenSource(
+    source = tk.DelegatedTokenSource(
         key_data, token_uri="https://127.0.0.1:1/token", session=session, sleep=sleeps.append, rng=lambda: 0.5, **kwargs
     )
     return source, sleeps
@@ -413,7 +374,7 @@ def test_token_with_other_scopes_one_at_a_time(key_data):
 def test_google_refusals_are_not_retried(key_data, body, status, failure_class):
     session = FakeSession(FakeResponse(status, body))
     source, sleeps = make_source(key_data, session)
-    with pytest.raises(go.TokenError) as excinfo:
+    with pytest.raises(fl.TokenError) as excinfo:
         source.token("user0001@example.test")
     error = excinfo.value
     assert (error.failure_class, error.retryable, error.status, error.attempts) == (failure_class, False, status, 1)
@@ -436,7 +397,7 @@ def test_retryable_then_success(key_data):
 def test_retries_exhausted_raise_without_google_auth_retrying_again(key_data):
     session = FakeSession(FakeResponse(500, {"error": "internal_failure"}))
     source, sleeps = make_source(key_data, session, retries=2)
-    with pytest.raises(go.TokenError) as excinfo:
+    with pytest.raises(fl.TokenError) as excinfo:
         source.token("user0001@example.test")
     error = excinfo.value
     assert (error.failure_class, error.retryable, error.status, error.attempts) == ("token_other", True, 500, 3)
@@ -462,13 +423,13 @@ def test_timeouts_and_resets_are_retried_refusals_are_not(key_data):
 
     session = FakeSession(_wrapped(_refused()))
     source, sleeps = make_source(key_data, session)
-    with pytest.raises(go.TokenError) as excinfo:
+    with pytest.raises(fl.TokenError) as excinfo:
         source.token("user0001@example.test")
     assert (excinfo.value.failure_class, excinfo.value.attempts, sleeps) == ("connect", 1, [])
 
     session = FakeSession(requests.exceptions.ConnectTimeout("timed out"))
     source, sleeps = make_source(key_data, session, retries=1)
-    with pytest.raises(go.TokenError) as excinfo:
+    with pytest.raises(fl.TokenError) as excinfo:
         source.token("user0001@example.test")
     assert (excinfo.value.failure_class, excinfo.value.attempts, len(sleeps)) == ("timeout", 2, 1)
 
@@ -478,8 +439,8 @@ def test_real_refused_connection_is_connect(key_data):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    source = go.DelegatedTokenSource(key_data, token_uri="https://127.0.0.1:%d/token" % port, timeout=2, retries=0)
-    with source, pytest.raises(go.TokenError) as excinfo:
+    source = tk.DelegatedTokenSource(key_data, token_uri="https://127.0.0.1:%d/token" % port, timeout=2, retries=0)
+    with source, pytest.raises(fl.TokenError) as excinfo:
         source.token("user0001@example.test")
     assert excinfo.value.failure_class == "connect"
     assert source.clock_offset() is None
@@ -510,7 +471,7 @@ def test_no_key_or_token_in_errors_or_repr(key_data):
     key = kf.rsa_key()
     session = FakeSession(FakeResponse(400, BAD_SIGNATURE))
     source = make_source(key_data, session)[0]
-    with pytest.raises(go.TokenError) as excinfo:
+    with pytest.raises(fl.TokenError) as excinfo:
         source.token("user0001@example.test")
     rendered = str(excinfo.value) + repr(excinfo.value) + json.dumps(excinfo.value.as_result()) + repr(source)
     assert "assertion" not in rendered
@@ -521,17 +482,17 @@ def test_no_key_or_token_in_errors_or_repr(key_data):
 
 def test_unloadable_key_is_token_invalid_key_without_echoing_it():
     data = kf.key_dict(private_key=kf.fake_pem("TUlJQ2RRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NBbDh3"))
-    with pytest.raises(go.TokenError) as excinfo:
-        go.DelegatedTokenSource(data, session=FakeSession(ok_response()))
+    with pytest.raises(fl.TokenError) as excinfo:
+        tk.DelegatedTokenSource(data, session=FakeSession(ok_response()))
     assert excinfo.value.failure_class == "token_invalid_key"
     assert "TUlJQ2RR" not in str(excinfo.value)
-    with pytest.raises(go.TokenError):
-        go.DelegatedTokenSource("{not json", session=FakeSession(ok_response()))
+    with pytest.raises(fl.TokenError):
+        tk.DelegatedTokenSource("{not json", session=FakeSession(ok_response()))
 
 
 def test_token_uri_from_key_is_used_without_override(key_data):
     session = FakeSession(ok_response())
-    source = go.DelegatedTokenSource(json.dumps(key_data), session=session)
+    source = tk.DelegatedTokenSource(json.dumps(key_data), session=session)
     source.token("user0001@example.test")
     assert session.requests[0]["url"] == "https://oauth2.googleapis.com/token"
     source.close()
@@ -553,7 +514,7 @@ def test_ca_path_is_passed_per_request(key_data):
 
 def test_ca_path_beats_requests_ca_bundle_on_a_real_session(key_data, monkeypatch, tmp_path):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
-    source = go.DelegatedTokenSource(key_data, ca_path=str(tmp_path / "lab.pem"))
+    source = tk.DelegatedTokenSource(key_data, ca_path=str(tmp_path / "lab.pem"))
     prepared = source._session.merge_environment_settings(
         "https://127.0.0.1/token", {}, None, source._request_options.get("verify"), None
     )

@@ -1,4 +1,4 @@
-"""keepalive_http: keep-alive reuse, stale connections, TLS verification, proxies, and use by the token source.
+"""session (the lean keep-alive path): keep-alive reuse, stale connections, TLS verification, proxies, and use by the token source.
 
 A real HTTPS server on loopback (stdlib, certificate from the lab's CA generator) counts connections.
 """
@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import google_oauth
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import keepalive_http as kh
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import session as kh
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import token as tk
 from tests.lab import ca
 from tests.unit import keyfactory as kf
 
@@ -162,7 +163,7 @@ def test_untrusted_certificate_is_refused(server, certs):
     session = kh.KeepAliveSession(str(certs[1].ca_cert))
     with pytest.raises(ssl.SSLCertVerificationError):
         session.request("POST", server.url, data=b"", timeout=5)
-    assert google_oauth.classify_network_error(ssl.SSLCertVerificationError("x")) == ("tls", False)
+    assert failures.classify_network_error(ssl.SSLCertVerificationError("x")) == ("tls", False)
 
 
 def test_system_store_does_not_trust_the_lab(server):
@@ -188,7 +189,7 @@ def test_connection_refused_is_classified_connect():
     session = kh.KeepAliveSession(True)
     with pytest.raises(ConnectionRefusedError) as caught:
         session.request("POST", "https://127.0.0.1:%d/token" % port, data=b"", timeout=2)
-    assert google_oauth.classify_network_error(caught.value) == ("connect", False)
+    assert failures.classify_network_error(caught.value) == ("connect", False)
 
 
 def test_unsupported_url():
@@ -261,7 +262,7 @@ def test_https_proxy_with_credentials(server, certs):
 def test_token_source_over_the_lean_session_retries_503(server, certs):
     server.fail = [503, 503]
     session = kh.KeepAliveSession(str(certs[0].ca_cert))
-    source = google_oauth.DelegatedTokenSource(
+    source = tk.DelegatedTokenSource(
         kf.key_json(), token_uri=server.url, session=session, sleep=lambda _seconds: None, retries=3
     )
     token, expiry = source.token("user0001@example.test")
@@ -277,12 +278,12 @@ def test_token_source_network_errors_are_classified(certs):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    source = google_oauth.DelegatedTokenSource(
+    source = tk.DelegatedTokenSource(
         kf.key_json(),
         token_uri="https://127.0.0.1:%d/token" % port,
         session=kh.KeepAliveSession(str(certs[0].ca_cert)),
         sleep=lambda _seconds: None,
     )
-    with pytest.raises(google_oauth.TokenError) as caught:
+    with pytest.raises(failures.TokenError) as caught:
         source.token("user0001@example.test")
     assert caught.value.failure_class == "connect"

@@ -5,31 +5,38 @@
 Pure logic for the ``gmail_imap_settings`` module; unit tests drive it with a fake API client.
 
 - :func:`build_targets` turns the task's ``users`` (addresses, or dicts with per-user settings) and the
-  addresses of a ``users_file`` (:func:`parse_users_file`) into one clean, de-duplicated list of
+  addresses of a ``users_file`` (:func:`users_file_addresses`) into one clean, de-duplicated list of
   ``(user, wanted settings)``, with warnings for what was dropped. The file format, what counts as an
   address and as a duplicate, and ``fail_threshold`` are module_utils.users' rules, shared with imap_check.
 - :func:`apply_user` reads one user's ``ImapSettings``, compares only the fields the task sets, and
   PUTs the *merged* resource (what Gmail has, overlaid with what the task wants) only when something
   differs, so fields the task does not mention keep their values. In check mode it only reads.
-- :func:`apply_all` runs :func:`apply_user` for every user on a bounded thread pool. When the first user
-  fails for a reason that fails every user the same way (the client is not authorised for the scope,
-  the key is refused, the clock is wrong, Google cannot be reached), the others are not attempted:
-  2,500 identical refusals would only take time.
+- :func:`apply_all` runs :func:`apply_user` for every user through ``pool.run_per_user``, the first user
+  alone. When a user fails for a reason that fails every user the same way
+  (``failures.CLIENT_WIDE_CLASSES``: the client is not authorised for the scope, the key is refused, the
+  clock is wrong, Google cannot be reached), the others are not attempted: 2,500 identical refusals
+  would only take time.
 
-Results use the collection's failure vocabulary (``ok``, token and network classes from google_oauth,
-``api_error`` from google_api) and never carry a token.
+Results use the collection's failure vocabulary (``failures``) and never carry a token.
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import SCOPE_GMAIL_SETTINGS_BASIC
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     API_FAILURE_CLASS,
-    SCOPE_GMAIL_SETTINGS_BASIC,
+    CLIENT_WIDE_CLASSES,
     GoogleApiError,
+    TokenError,
 )
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import SCOPE_MAIL, TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
+    DEFAULT_CONCURRENCY,
+    Breaker,
+    run_per_user,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
     BLANK,
     DUPLICATE,
@@ -56,10 +63,6 @@ FIELDS = (
 OPTION_NAMES = tuple(option for option, _field in FIELDS)
 EXPUNGE_BEHAVIORS = ("archive", "trash", "deleteForever")
 MAX_FOLDER_SIZES = (0, 1000, 2000, 5000, 10000)
-DEFAULT_CONCURRENCY = 16
-
-# Failures that do not depend on the user: the first user's answer holds for all of them.
-CLIENT_WIDE_FAILURES = frozenset(("token_unauthorized_scope", "token_invalid_key", "token_clock_skew", "dns", "tls"))
 
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
@@ -71,7 +74,7 @@ class SettingsInputError(UsersError):
 # --------------------------------------------------------------------------- input
 
 
-def parse_users_file(text: str) -> Tuple[List[str], List[str]]:
+def users_file_addresses(text: str) -> Tuple[List[str], List[str]]:
     """Addresses from a users file (format: users.users_file_entries), as written, and warnings.
 
     Blank lines and comments are skipped silently; a CSV row that has values but no address is skipped
@@ -295,23 +298,25 @@ def apply_all(
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """``(results in input order, summary)`` for every target, ``concurrency`` users at a time."""
     started = clock()
-    results: List[Dict[str, Any]] = []
-    if targets:
-        first_user, first_wanted = targets[0]
-        first = apply_user(client, first_user, first_wanted, check_mode)
-        results.append(first)
-        rest = targets[1:]
-        if first["failure_class"] in CLIENT_WIDE_FAILURES:
-            results.extend(_skipped(user, first) for user, _wanted in rest)
-        elif rest:
-            workers = max(1, min(int(concurrency), len(rest)))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results.extend(pool.map(lambda target: apply_user(client, target[0], target[1], check_mode), rest))
+    breaker = Breaker(1, _fails_everyone)
+    results = run_per_user(
+        targets,
+        lambda target: apply_user(client, target[0], target[1], check_mode),
+        concurrency,
+        breaker,
+        _skipped,
+        probe_first=True,
+        name="gmail_imap",
+    )
     return results, summarize(results, clock() - started)
 
 
-def _skipped(user: str, first: Mapping[str, Any]) -> Dict[str, Any]:
-    result = new_result(user)
+def _fails_everyone(result: Mapping[str, Any]) -> Optional[str]:
+    return str(result["failure_class"]) if result["failure_class"] in CLIENT_WIDE_CLASSES else None
+
+
+def _skipped(target: Tuple[str, Mapping[str, Any]], first: Mapping[str, Any]) -> Dict[str, Any]:
+    result = new_result(target[0])
     result["failure_class"] = first["failure_class"]
     result["skipped"] = True
     result["message"] = "Not attempted: %s failed with %s, which fails every user the same way (see that user)." % (
@@ -321,22 +326,15 @@ def _skipped(user: str, first: Mapping[str, Any]) -> Dict[str, Any]:
     return result
 
 
-def summarize(results: Iterable[Mapping[str, Any]], duration: float) -> Dict[str, Any]:
-    results = list(results)
-    by_class: Dict[str, int] = {}
-    for result in results:
-        by_class[result["failure_class"]] = by_class.get(result["failure_class"], 0) + 1
-    failed = sum(1 for result in results if result["failure_class"] != "ok")
-    return {
-        "total": len(results),
-        "changed": sum(1 for result in results if result["changed"]),
-        "unchanged": sum(1 for result in results if result["failure_class"] == "ok" and not result["changed"]),
-        "failed": failed,
-        "skipped": sum(1 for result in results if result.get("skipped")),
-        "by_class": by_class,
-        "duration_seconds": round(duration, 3),
-        "users_per_second": round(len(results) / duration, 1) if duration > 0 else None,
-    }
+def summarize(results: Sequence[Mapping[str, Any]], duration: float) -> Dict[str, Any]:
+    """``failures.summarize`` plus how many users changed, were unchanged or were skipped."""
+    summary = failures.summarize(results, duration)
+    summary.update(
+        changed=sum(1 for result in results if result["changed"]),
+        unchanged=sum(1 for result in results if result["failure_class"] == "ok" and not result["changed"]),
+        skipped=sum(1 for result in results if result.get("skipped")),
+    )
+    return summary
 
 
 def diff_of(results: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:

@@ -1,12 +1,15 @@
-"""Unit tests for module_utils.gmail_imap: input cleaning, merge, one user, many users, summary."""
+"""Unit tests for _google.gmail_imap: input cleaning, merge, one user, many users, summary."""
 
 import threading
 
 import pytest
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import gmail_imap as gi
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import GoogleApiError
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import gmail_imap as gi
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
+    FAILURE_CLASSES,
+    GoogleApiError,
+    TokenError,
+)
 from tests.unit.gmail_fake import FakeGmail, scope_error
 
 ENABLE = {"enabled": True}
@@ -16,29 +19,29 @@ ENABLE = {"enabled": True}
 
 def test_users_file_one_per_line_skips_blanks_and_comments():
     text = "# Advanced UM users\nalice@example.com\n\n  bob@example.com  \n# end\n"
-    assert gi.parse_users_file(text) == (["alice@example.com", "bob@example.com"], [])
+    assert gi.users_file_addresses(text) == (["alice@example.com", "bob@example.com"], [])
 
 
 def test_users_file_csv_with_email_column():
     text = "name,Email,extension\nAlice,alice@example.com,2001\nNo Mail,,2002\nBob,bob@example.com,2003\n"
-    addresses, warnings = gi.parse_users_file(text)
+    addresses, warnings = gi.users_file_addresses(text)
     assert addresses == ["alice@example.com", "bob@example.com"]
     assert warnings == ["users_file row 3 has no email value; skipped."]
 
 
 def test_users_file_csv_without_email_column_is_refused():
     with pytest.raises(gi.SettingsInputError, match="no 'email' column"):
-        gi.parse_users_file("name,address\nAlice,alice@example.com\n")
+        gi.users_file_addresses("name,address\nAlice,alice@example.com\n")
 
 
 def test_users_file_single_email_header_and_empty_file():
-    assert gi.parse_users_file("email\nalice@example.com\n") == (["alice@example.com"], [])
-    assert gi.parse_users_file("\n# nothing\n") == ([], [])
+    assert gi.users_file_addresses("email\nalice@example.com\n") == (["alice@example.com"], [])
+    assert gi.users_file_addresses("\n# nothing\n") == ([], [])
 
 
 def test_users_file_gam_export_with_semicolons_comments_and_blank_lines():
     text = "primaryEmail;name\n# leavers below\nalice@example.com;Alice\n\n;No Mail\n"
-    assert gi.parse_users_file(text) == (["alice@example.com"], ["users_file row 5 has no email value; skipped."])
+    assert gi.users_file_addresses(text) == (["alice@example.com"], ["users_file row 5 has no email value; skipped."])
 
 
 # --------------------------------------------------------------------------- targets
@@ -243,7 +246,8 @@ def test_apply_all_keeps_order_runs_concurrently_and_summarises():
         "unchanged": 50,
         "failed": 2,
         "skipped": 0,
-        "by_class": {"ok": 198, "token_invalid_user": 2},
+        "ok": 198,
+        "by_class": dict(dict.fromkeys(FAILURE_CLASSES, 0), ok=198, token_invalid_user=2),
         "duration_seconds": 2.0,
         "users_per_second": 100.0,
     }

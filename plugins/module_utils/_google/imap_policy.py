@@ -19,15 +19,14 @@ and leaves failing to the caller.
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_api import (
-    SCOPE_POLICIES_READONLY,
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import SCOPE_POLICIES_READONLY
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
+    ADMIN_CONSOLE_IMAP_PAGE,
     GoogleApiError,
-)
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import (
-    SCOPE_MAIL,
     TokenError,
     admin_console_url,
 )
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
 POLICY_TYPE = "settings/gmail.imap_access"
 POLICIES_PATH = "/v1/policies"
@@ -37,7 +36,7 @@ CONSOLE_SCOPES = (SCOPE_MAIL, SCOPE_POLICIES_READONLY)
 MAX_PAGES = 50
 PAGE_SIZE = 100
 ADMIN_ROLES_URL = "https://admin.google.com/ac/roles"
-IMAP_SETTING_CONSOLE_PATH = "Apps > Google Workspace > Gmail > End User Access > POP and IMAP access"
+IMAP_SETTING_CONSOLE_PATH = ADMIN_CONSOLE_IMAP_PAGE
 
 
 def policy_filter(customer: Optional[str]) -> str:

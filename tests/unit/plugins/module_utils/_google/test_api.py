@@ -1,4 +1,4 @@
-"""Unit tests for module_utils.google_api: URLs, tokens per subject, Google's error envelope, retries, CA."""
+"""Unit tests for _google.api: URLs, tokens per subject, Google's error envelope, retries, CA."""
 
 import datetime
 import json
@@ -11,10 +11,11 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import google_api as ga
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.google_oauth import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import api
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures as fl
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import session as ss
 
-SCOPES = [ga.SCOPE_GMAIL_SETTINGS_BASIC]
+SCOPES = [api.SCOPE_GMAIL_SETTINGS_BASIC]
 
 # Google's error envelopes, as the Gmail and Cloud Identity front ends send them.
 INSUFFICIENT_SCOPE = {
@@ -96,7 +97,7 @@ class ScriptedSession:
 
 
 class FakeTokens:
-    """A token source: one distinct token per call, or a TokenError for chosen subjects."""
+    """A token source: one distinct token per call, or a fl.TokenError for chosen subjects."""
 
     def __init__(self, expiry=None, refuse=None):
         self.calls = []
@@ -116,7 +117,7 @@ class FakeTokens:
 def make_client(session, tokens=None, **kwargs):
     kwargs.setdefault("sleep", lambda seconds: None)
     kwargs.setdefault("rng", lambda: 0.5)
-    return ga.GoogleApiClient(tokens or FakeTokens(), session=session, **kwargs)
+    return api.GoogleApiClient(tokens or FakeTokens(), session=session, **kwargs)
 
 
 # --------------------------------------------------------------------------- URLs
@@ -200,7 +201,7 @@ def test_401_gets_one_fresh_token_then_succeeds():
 
 def test_401_twice_is_an_api_error():
     client = make_client(ScriptedSession(FakeResponse(401, INVALID_CREDENTIALS)))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         client.request("GET", "gmail", "/x", "a@example.test", SCOPES)
     assert info.value.failure_class == "api_error"
     assert info.value.status == 401
@@ -208,10 +209,10 @@ def test_401_twice_is_an_api_error():
 
 
 def test_token_errors_pass_through_unchanged():
-    refusal = TokenError("token_invalid_user", "Google does not know this user", "invalid_grant")
+    refusal = fl.TokenError("token_invalid_user", "Google does not know this user", "invalid_grant")
     session = ScriptedSession(FakeResponse(200, {}))
     client = make_client(session, FakeTokens(refuse={"ghost@example.test": refusal}))
-    with pytest.raises(TokenError) as info:
+    with pytest.raises(fl.TokenError) as info:
         client.request("GET", "gmail", "/x", "ghost@example.test", SCOPES)
     assert info.value is refusal
     assert session.calls == []
@@ -222,7 +223,7 @@ def test_token_errors_pass_through_unchanged():
 
 def test_insufficient_scope_is_token_unauthorized_scope():
     session = ScriptedSession(FakeResponse(403, INSUFFICIENT_SCOPE))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session).request("GET", "gmail", "/gmail/v1/users/me/settings/imap", "a@example.test", SCOPES)
     error = info.value
     assert error.failure_class == "token_unauthorized_scope"
@@ -235,7 +236,7 @@ def test_insufficient_scope_is_token_unauthorized_scope():
 
 def test_permission_denied_is_api_error_and_not_retried():
     session = ScriptedSession(FakeResponse(403, CALLER_NO_PERMISSION))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session).request("GET", "cloudidentity", "/v1/policies", "user@example.test", SCOPES)
     error = info.value
     assert (error.failure_class, error.status, error.api_status) == ("api_error", 403, "PERMISSION_DENIED")
@@ -248,7 +249,7 @@ def test_permission_denied_is_api_error_and_not_retried():
 @pytest.mark.parametrize("status", [400, 404, 409])
 def test_client_errors_are_final(status):
     session = ScriptedSession(FakeResponse(status, INVALID_VALUE))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session, retries=5).request("PUT", "gmail", "/x", "a@example.test", SCOPES, body={})
     assert info.value.retryable is False
     assert info.value.attempts == 1
@@ -257,7 +258,7 @@ def test_client_errors_are_final(status):
 
 def test_non_json_error_body_still_gives_status():
     session = ScriptedSession(FakeResponse(404, b"<html>Not Found</html>"))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session).request("GET", "gmail", "/x", "a@example.test", SCOPES)
     assert info.value.status == 404
     assert "HTTP 404" in info.value.msg
@@ -265,7 +266,7 @@ def test_non_json_error_body_still_gives_status():
 
 def test_non_json_success_body_names_api_base_url():
     session = ScriptedSession(FakeResponse(200, b"<html>proxy login</html>"))
-    with pytest.raises(ga.GoogleApiError, match="api_base_url"):
+    with pytest.raises(fl.GoogleApiError, match="api_base_url"):
         make_client(session).request("GET", "gmail", "/x", "a@example.test", SCOPES)
 
 
@@ -285,7 +286,7 @@ def test_429_and_503_are_retried_with_retry_after():
 
 def test_retries_exhausted_say_so():
     session = ScriptedSession(FakeResponse(503, BACKEND_ERROR))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session, retries=2).request("GET", "gmail", "/x", "a@example.test", SCOPES)
     error = info.value
     assert error.retryable and error.attempts == 3
@@ -298,7 +299,7 @@ def test_timeouts_are_retried_refused_connections_are_connect():
     assert make_client(session).request("GET", "gmail", "/x", "a@example.test", SCOPES) == {"ok": True}
     refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
     session = ScriptedSession(refused)
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session, retries=0).request("GET", "gmail", "/x", "a@example.test", SCOPES)
     assert info.value.failure_class == "connect"
     assert "gmail.googleapis.com" in info.value.msg
@@ -306,7 +307,7 @@ def test_timeouts_are_retried_refused_connections_are_connect():
 
 def test_dns_failure_is_dns():
     error = requests.exceptions.ConnectionError(socket.gaierror(-2, "Name or service not known"))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(ScriptedSession(error), retries=0).request("GET", "gmail", "/x", "a@example.test", SCOPES)
     assert info.value.failure_class == "dns"
 
@@ -339,23 +340,23 @@ def test_dns_failure_is_dns():
     ],
 )
 def test_parse_api_error(body, expected):
-    assert ga.parse_api_error(body) == expected
+    assert fl.parse_api_error(body) == expected
 
 
 def test_classify_api_error():
-    assert ga.classify_api_error(403, "PERMISSION_DENIED", "insufficientPermissions", None) == (
+    assert fl.classify_api_error(403, "PERMISSION_DENIED", "insufficientPermissions", None) == (
         "token_unauthorized_scope",
         False,
     )
-    assert ga.classify_api_error(403, None, None, "Request had insufficient authentication scopes.")[0] == (
+    assert fl.classify_api_error(403, None, None, "Request had insufficient authentication scopes.")[0] == (
         "token_unauthorized_scope"
     )
-    assert ga.classify_api_error(403, "PERMISSION_DENIED", None, "The caller does not have permission") == (
+    assert fl.classify_api_error(403, "PERMISSION_DENIED", None, "The caller does not have permission") == (
         "api_error",
         False,
     )
-    assert ga.classify_api_error(500, None, None, None) == ("api_error", True)
-    assert ga.classify_api_error(408, None, None, None) == ("api_error", True)
+    assert fl.classify_api_error(500, None, None, None) == ("api_error", True)
+    assert fl.classify_api_error(408, None, None, None) == ("api_error", True)
 
 
 # --------------------------------------------------------------------------- session and secrets
@@ -383,7 +384,7 @@ def test_session_ca_beats_ca_bundle_environment(monkeypatch):
     """requests lets REQUESTS_CA_BUNDLE replace session.verify; new_session's sessions do not."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/somewhere/else.pem")
-    session = ga.new_session("/lab/ca.pem", 4)
+    session = ss.new_session("/lab/ca.pem", 4)
     adapter = RecordingAdapter()
     session.mount("https://", adapter)
     session.get("https://example.test/")  # no verify= here, like google-auth's transport
@@ -399,7 +400,7 @@ def test_session_ca_beats_ca_bundle_environment(monkeypatch):
 def test_without_ca_path_the_environment_bundle_is_honoured(monkeypatch):
     """No ca_path: requests' usual default store, which REQUESTS_CA_BUNDLE may name."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/corporate/ca.pem")
-    session = ga.new_session(None, 4)
+    session = ss.new_session(None, 4)
     adapter = RecordingAdapter()
     session.mount("https://", adapter)
     session.get("https://example.test/")
@@ -411,7 +412,7 @@ def test_without_ca_path_the_environment_bundle_is_honoured(monkeypatch):
 
 
 def test_session_refuses_cookies_and_sizes_the_pool():
-    session = ga.new_session(None, 32)
+    session = ss.new_session(None, 32)
     adapter = session.get_adapter("https://gmail.googleapis.com/")
     assert adapter._pool_maxsize == 32
     assert not session.cookies._policy.allowed_domains()
@@ -419,7 +420,7 @@ def test_session_refuses_cookies_and_sizes_the_pool():
 
 def test_no_token_in_errors_or_repr():
     session = ScriptedSession(FakeResponse(403, INSUFFICIENT_SCOPE))
-    with pytest.raises(ga.GoogleApiError) as info:
+    with pytest.raises(fl.GoogleApiError) as info:
         make_client(session).request("GET", "gmail", "/x", "a@example.test", SCOPES)
     text = " ".join([str(info.value), repr(info.value), json.dumps(info.value.as_result())])
     assert "ya29" not in text

@@ -1,0 +1,398 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Logging in over IMAP as each user, the way NuPoint Advanced UM does, classified and timed.
+
+::
+
+    source = new_token_source(key_info, SCOPE_MAIL, ca_path=ca_path, concurrency=16)
+    checker = ImapChecker(source, "imap.gmail.com", 993, ssl_context=ssl_context_for(ca_path or True))
+    results, summary = checker.run(users, concurrency=16)
+    results[0]    # {"user": ..., "failure_class": "ok" | "imap_disabled" | ..., "phase": ..., "latency_ms": {...}}
+
+Per user (:meth:`ImapChecker.check`): mint a delegated access token (nothing is shared across users but
+the loaded key / signer inside the token source), open a TLS connection that verifies the server's
+certificate, ``AUTHENTICATE XOAUTH2`` (``imap.ImapConnection``), optionally ``EXAMINE`` a mailbox
+(read-only, so NuPoint's view of ``\\Recent`` is left alone), ``LOGOUT``. Each phase is timed.
+
+Why it is built this way:
+
+- The run goes through ``pool.run_per_user``: one thread pool for the whole run, one
+  ``ssl.SSLContext`` (the CA bundle is parsed once), one lean keep-alive HTTP session to the token
+  endpoint (:func:`new_token_source`). Nothing is formatted or logged per user.
+- Every user has a deadline (``user_timeout``): socket timeouts are cut to what is left of it before
+  each phase, and the token source's backoff sleeps go through ``pool.deadline_sleep``.
+- Only what can succeed on a second try is retried (``pool.backoff_delay``): Gmail's
+  ``Too many simultaneous connections``, ``[UNAVAILABLE]``, reset connections, timeouts. Refusals never are.
+- When the first users in a row all fail with one network class before logging in, the servers are
+  plainly unreachable and the rest are not tried (``pool.Breaker``).
+- Every outcome is one class of ``failures.FAILURE_CLASSES``. Results carry the server's text and ids,
+  never a token.
+
+Parses as Python 3.6: standard library plus google-auth/requests (through ``token``).
+"""
+
+import math
+import random
+import ssl
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
+    ENDPOINT_IMAP,
+    IMAP_PHASE_WORDS,
+    NETWORK_FAILURE_CLASSES,
+    ImapFailure,
+    TokenError,
+    classify_imap_failure,
+    hint,
+    shorten,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap import ImapConnection, XOAuth2Exchange
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
+    DEFAULT_CONCURRENCY,
+    Breaker,
+    backoff_delay,
+    deadline_sleep,
+    run_per_user,
+    user_deadline,
+    workers_for,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import ssl_context_for
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DelegatedTokenSource,
+)
+
+DEFAULT_IMAP_HOST = "imap.gmail.com"
+DEFAULT_IMAP_PORT = 993
+DEFAULT_MAILBOX = "INBOX"
+DEFAULT_USER_TIMEOUT = 60.0
+PHASES = ("token", "connect", "auth", "select")
+
+
+def new_token_source(
+    key_info: Any,
+    scope: str,
+    token_uri: Optional[str] = None,
+    ca_path: Optional[str] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> DelegatedTokenSource:
+    """A token source set up for a run of checks: the lean keep-alive session, one connection per worker,
+    backoff sleeps that respect the current user's deadline. Raises ``TokenError``."""
+    return DelegatedTokenSource(
+        key_info,
+        [scope],
+        token_uri=token_uri,
+        ca_path=ca_path,
+        timeout=timeout,
+        retries=retries,
+        max_connections=concurrency,
+        sleep=deadline_sleep,
+        lean=True,
+    )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 1)
+
+
+class ImapChecker:
+    """Checks users' IMAP logins; thread-safe, reusable across runs.
+
+    ``token_source``: anything with ``token(subject, scopes=None) -> (access_token, expiry)`` raising
+    ``TokenError`` (:func:`new_token_source`). ``ssl_context``: from ``session.ssl_context_for``. ``timeout``: seconds
+    per network operation; ``user_timeout``: seconds for one user, retries included. ``retries``: extra
+    attempts for retryable IMAP failures. ``select_mailbox``: mailbox to ``EXAMINE``, empty to skip.
+    ``client_factory(host, port, ssl_context, timeout)``: returns the IMAP client (default
+    ``imap.ImapConnection``; bench/imap_check.py passes an imapclient one, tests a fake).
+    """
+
+    def __init__(
+        self,
+        token_source: Any,
+        host: str = DEFAULT_IMAP_HOST,
+        port: int = DEFAULT_IMAP_PORT,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        user_timeout: float = DEFAULT_USER_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        select_mailbox: Optional[str] = DEFAULT_MAILBOX,
+        scopes: Optional[Sequence[str]] = None,
+        backoff_base: float = 1.0,
+        backoff_max: float = 16.0,
+        client_factory: Optional[Callable[..., Any]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if client_factory is None:
+            client_factory = ImapConnection
+        self.token_source = token_source
+        self.host = host
+        self.port = int(port)
+        self.ssl_context = ssl_context if ssl_context is not None else ssl_context_for(True)
+        self.timeout = float(timeout)
+        self.user_timeout = float(user_timeout)
+        self.retries = max(0, int(retries))
+        self.select_mailbox = select_mailbox or None
+        self.scopes = list(scopes) if scopes else None
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self._client_factory = client_factory
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+
+    # ------------------------------------------------------------------ one user
+
+    def check(self, user: str) -> Dict[str, Any]:
+        """Check one user; never raises.
+
+        Returns ``{"user", "failure_class", "phase", "message", "attempts", "latency_ms"}`` (plus
+        ``google_error`` when Google refused the token): ``phase`` is where it failed (None when ok),
+        ``latency_ms`` has ``token``, ``connect``, ``auth``, ``select`` (each phase that ran) and ``total``.
+        """
+        started = self._clock()
+        deadline = started + self.user_timeout
+        latency: Dict[str, float] = {}
+        attempts = 0
+        token: Optional[str] = None
+        try:
+            with user_deadline(deadline):
+                while True:
+                    attempts += 1
+                    try:
+                        if token is None:
+                            phase_start = self._clock()
+                            token = self._mint(user)
+                            latency["token"] = _ms(self._clock() - phase_start)
+                        self._imap_session(user, token, deadline, latency)
+                        return self._result(user, "ok", None, "", attempts, latency, started)
+                    except TokenError as exc:
+                        # The token source retried what it could; a refusal is final.
+                        return self._result(
+                            user,
+                            exc.failure_class,
+                            "token",
+                            exc.msg,
+                            max(attempts, exc.attempts),
+                            latency,
+                            started,
+                            google_error=exc.google_error,
+                        )
+                    except ImapFailure as exc:
+                        wait = backoff_delay(attempts, self.backoff_base, self.backoff_max, self._rng)
+                        if exc.retryable and attempts <= self.retries and self._clock() + wait < deadline:
+                            self._sleep(wait)
+                            continue
+                        return self._result(user, exc.failure_class, exc.phase, exc.msg, attempts, latency, started)
+        except Exception as exc:  # noqa: BLE001 - one user's surprise must not end the run
+            return self._result(
+                user,
+                "imap_other",
+                None,
+                "The check failed unexpectedly (%s: %s)."
+                % (type(exc).__name__, shorten(str(exc) or type(exc).__name__)),
+                attempts,
+                latency,
+                started,
+            )
+
+    def _mint(self, user: str) -> str:
+        if self.scopes is None:
+            return self.token_source.token(user)[0]
+        return self.token_source.token(user, self.scopes)[0]
+
+    def _remaining(self, deadline: float, phase: str) -> float:
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise ImapFailure(
+                "timeout",
+                "This user's time limit (user_timeout=%g s) ran out before %s. %s"
+                % (self.user_timeout, IMAP_PHASE_WORDS.get(phase, phase), hint("timeout", ENDPOINT_IMAP)),
+                False,
+                phase,
+            )
+        return min(self.timeout, remaining)
+
+    def _imap_session(self, user: str, token: str, deadline: float, latency: Dict[str, float]) -> None:
+        client = None
+        phase = "connect"
+        try:
+            phase_start = self._clock()
+            client = self._client_factory(self.host, self.port, self.ssl_context, self._remaining(deadline, phase))
+            latency["connect"] = _ms(self._clock() - phase_start)
+
+            phase = "auth"
+            client.socket().settimeout(self._remaining(deadline, phase))
+            phase_start = self._clock()
+            exchange = XOAuth2Exchange(user, token)
+            try:
+                _authenticate(client, exchange, user, token)
+            except Exception as exc:  # noqa: BLE001 - classified below, with the XOAUTH2 error if any
+                failure = classify_imap_failure(exc, phase)
+                if exchange.error_details:
+                    failure.msg = "%s (XOAUTH2 error: %s)" % (
+                        failure.msg,
+                        ", ".join("%s %s" % item for item in sorted(exchange.error_details.items())),
+                    )
+                raise failure from None
+            latency["auth"] = _ms(self._clock() - phase_start)
+
+            if self.select_mailbox:
+                phase = "select"
+                client.socket().settimeout(self._remaining(deadline, phase))
+                phase_start = self._clock()
+                client.select_folder(self.select_mailbox, readonly=True)
+                latency["select"] = _ms(self._clock() - phase_start)
+
+            phase = "logout"
+            done, client = client, None
+            _logout_quietly(done, self.timeout)
+        except ImapFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport or protocol failure is classified
+            raise classify_imap_failure(exc, phase) from None
+        finally:
+            if client is not None:
+                _shutdown_quietly(client)
+
+    def _result(
+        self,
+        user: str,
+        failure_class: str,
+        phase: Optional[str],
+        message: str,
+        attempts: int,
+        latency: Dict[str, float],
+        started: float,
+        google_error: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        latency = dict(latency)
+        latency["total"] = _ms(self._clock() - started)
+        result = {
+            "user": user,
+            "failure_class": failure_class,
+            "phase": phase,
+            "message": message,
+            "attempts": attempts,
+            "latency_ms": latency,
+        }
+        if google_error:
+            result["google_error"] = google_error
+        return result
+
+    # ------------------------------------------------------------------ many users
+
+    def run(
+        self, users: Sequence[str], concurrency: int = DEFAULT_CONCURRENCY
+    ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+        """Check ``users`` with at most ``concurrency`` at a time; ``(results in input order, summary)``.
+
+        When the servers cannot be reached at all (the first ``max(20, 2 * concurrency)`` users in a row
+        failed with the same network class before logging in), the remaining users are not tried: each
+        gets that class and a message saying so (``attempts`` 0). A firewall that drops packets would
+        otherwise cost ``user_timeout`` per user.
+        """
+        started = self._clock()
+        workers = workers_for(concurrency, len(users))
+        breaker = Breaker(max(20, 2 * workers), _unreachable)
+        results = run_per_user(users, self.check, workers, breaker, _not_tried(breaker), name="imap_check")
+        return results, summarize(results, self._clock() - started, workers)
+
+
+def _unreachable(result: Mapping[str, Any]) -> Optional[str]:
+    """The network class of a failure before the login (the server was never reached), else None."""
+    failure_class = result["failure_class"]
+    if failure_class in NETWORK_FAILURE_CLASSES and result.get("phase") in ("token", "connect"):
+        return str(failure_class)
+    return None
+
+
+def _not_tried(breaker: Breaker) -> Callable[[str, Mapping[str, Any]], Dict[str, Any]]:
+    def skip(user: str, cause: Mapping[str, Any]) -> Dict[str, Any]:
+        return {
+            "user": user,
+            "failure_class": cause["failure_class"],
+            "phase": cause["phase"],
+            "message": "Not tried: the previous %d users all failed with %s before logging in, so this one would "
+            "too. Last error: %s" % (breaker.threshold, cause["failure_class"], cause["message"]),
+            "attempts": 0,
+            "latency_ms": {"total": 0.0},
+        }
+
+    return skip
+
+
+def _authenticate(client: Any, exchange: XOAuth2Exchange, user: str, token: str) -> None:
+    sasl_login = getattr(client, "sasl_login", None)
+    if sasl_login is not None:
+        sasl_login("XOAUTH2", exchange)
+    else:  # imapclient < 3 has no sasl_login
+        client.oauth2_login(user, token)
+
+
+def _logout_quietly(client: Any, timeout: float) -> None:
+    # The verdict is in; a server that drops the connection at LOGOUT changes nothing.
+    try:
+        client.socket().settimeout(min(timeout, 5.0))
+        client.logout()
+    except Exception:  # noqa: BLE001
+        _shutdown_quietly(client)
+
+
+def _shutdown_quietly(client: Any) -> None:
+    try:
+        client.shutdown()
+    except Exception:  # noqa: BLE001, S110 - the connection is being abandoned anyway
+        pass
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = max(0, min(len(sorted_values) - 1, math.ceil(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def summarize(results: Sequence[Mapping[str, Any]], duration: float, concurrency: int) -> Dict[str, Any]:
+    """``failures.summarize`` plus the concurrency and per-phase latency percentiles (p50, p95, max)."""
+    samples: Dict[str, List[float]] = {phase: [] for phase in (*PHASES, "total")}
+    for result in results:
+        for phase, value in result.get("latency_ms", {}).items():
+            if phase in samples:
+                samples[phase].append(value)
+    latency = {}
+    for phase, values in samples.items():
+        if values:
+            values.sort()
+            latency[phase] = {
+                "p50": _percentile(values, 0.5),
+                "p95": _percentile(values, 0.95),
+                "max": values[-1],
+            }
+    summary = failures.summarize(results, duration)
+    summary.update(concurrency=concurrency, latency_ms=latency)
+    return summary
+
+
+def summary_message(summary: Mapping[str, Any], threshold_text: str, exceeded: bool) -> str:
+    """The task's ``msg``: how many logins worked, how fast, and what failed against ``fail_threshold``."""
+    text = "IMAP login ok for %d of %d users in %.1f s (%.0f users/s)" % (
+        summary["ok"],
+        summary["total"],
+        summary["duration_seconds"],
+        summary["users_per_second"],
+    )
+    if not summary["failed"]:
+        return text + "."
+    text += "; %d failed: %s" % (summary["failed"], failures.class_counts_text(summary["by_class"]))
+    if exceeded:
+        text += ". More than the fail_threshold (%s) allows." % threshold_text
+    else:
+        text += ", within fail_threshold (%s)." % threshold_text
+    return text + " See failed_users; docs/imap-check.md explains each class."

@@ -1,0 +1,147 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``GoogleModule``: the AnsibleModule every Google-facing module is (community.hashi_vault's HashiVaultModule idea).
+
+It does once what each Google-facing module did by hand::
+
+    def main():
+        module = GoogleModule(argument_spec=dict(subjects=dict(type="list", elements="str", required=True)))
+        module.run(lambda: check_delegation(module.token_source(scopes), ...))
+
+- merges the shared argument spec: the key source (``key_source.key_source_argument_spec``) and the
+  Google connection options (:func:`google_argument_spec`: token URI, CA bundle, timeout, retries,
+  API base URL), with "at most one key source" among the mutually exclusive groups;
+- checks the libraries once (google-auth, requests) and fails with ``missing_required_lib``;
+- reads the key (``content`` from the action plugin, or ``path`` on the node) and builds the token
+  source or API client on one shared session (:meth:`token_source`, :meth:`api_client`);
+- :meth:`run` maps every collection exception to ``fail_json`` in one place: ``failures.GoogleFailure``
+  (with its class), ``service_account.KeyValidationError`` (with its reason and field),
+  ``users.UsersError``, and anything unexpected with its traceback.
+
+Parses as Python 3.6.
+"""
+
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import GoogleApiClient
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import GoogleFailure
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import new_session
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DelegatedTokenSource,
+    missing_google_library,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
+    key_source_argument_spec,
+    key_source_mutually_exclusive,
+    read_key_text,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import UsersError
+
+
+def google_argument_spec() -> Dict[str, Dict[str, Any]]:
+    """Options of every module that talks to Google (doc fragment ``nupoint.gworkspace.google``)."""
+    return dict(
+        token_uri=dict(type="str", no_log=False),  # a URL; "token" in the name only looks secret
+        ca_path=dict(type="path"),
+        timeout=dict(type="float", default=DEFAULT_TIMEOUT),
+        retries=dict(type="int", default=DEFAULT_RETRIES),
+        api_base_url=dict(type="str"),
+    )
+
+
+class GoogleModule(AnsibleModule):
+    """An AnsibleModule with the key source and Google connection options, libraries checked, errors mapped.
+
+    ``argument_spec``: the module's own options (merged over the shared ones); ``mutually_exclusive``:
+    the module's own groups (the key-source group is added). Check mode is supported by default: every
+    Google-facing module either reads or computes its change before making it.
+    """
+
+    def __init__(
+        self,
+        argument_spec: Dict[str, Dict[str, Any]],
+        mutually_exclusive: Optional[Sequence[Sequence[str]]] = None,
+        supports_check_mode: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        spec = key_source_argument_spec()
+        spec.update(google_argument_spec())
+        spec.update(argument_spec)
+        exclusive: List[Sequence[str]] = list(key_source_mutually_exclusive())
+        exclusive.extend(mutually_exclusive or [])
+        super().__init__(
+            argument_spec=spec, mutually_exclusive=exclusive, supports_check_mode=supports_check_mode, **kwargs
+        )
+        missing = missing_google_library()
+        if missing is not None:
+            self.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+        if self.params["timeout"] <= 0:
+            self.fail_json(msg="timeout must be more than 0 seconds, not %s." % self.params["timeout"], field="timeout")
+        if self.params["retries"] < 0:
+            self.fail_json(msg="retries must be 0 or more, not %d." % self.params["retries"], field="retries")
+
+    # ------------------------------------------------------------------ the key, tokens, API clients
+
+    def key_text(self) -> str:
+        """The JSON key (from the action plugin, or the node's ``path``); raises ``KeyValidationError``."""
+        return read_key_text(self.params)
+
+    def token_source(self, scopes: Sequence[str], max_connections: int = 10, **kwargs: Any) -> DelegatedTokenSource:
+        """A token source over the task's key and connection options; ``kwargs`` go to the source as they are."""
+        params = self.params
+        return DelegatedTokenSource(
+            self.key_text(),
+            scopes,
+            token_uri=params["token_uri"],
+            ca_path=params["ca_path"],
+            timeout=params["timeout"],
+            retries=params["retries"],
+            max_connections=max_connections,
+            **kwargs,
+        )
+
+    def api_client(self, scopes: Sequence[str], max_connections: int = 10) -> GoogleApiClient:
+        """A REST client whose token source shares its one pooled session."""
+        params = self.params
+        session = new_session(params["ca_path"], max_connections)
+        source = self.token_source(scopes, max_connections, session=session)
+        return GoogleApiClient(
+            source,
+            api_base_url=params["api_base_url"],
+            ca_path=params["ca_path"],
+            timeout=params["timeout"],
+            retries=params["retries"],
+            session=session,
+        )
+
+    # ------------------------------------------------------------------ running the module
+
+    def run(self, body: Callable[[], Dict[str, Any]]) -> None:
+        """Call ``body()`` and exit with its result: failed when the result says ``failed``.
+
+        Every collection exception becomes one ``fail_json`` with its message and its public details.
+        """
+        try:
+            result = body()
+        except GoogleFailure as exc:
+            self.fail_json(msg=exc.msg, changed=False, **exc.as_result())
+        except KeyValidationError as exc:
+            # In the vocabulary of per-user results, a key that cannot be used is the key's failure.
+            self.fail_json(msg=exc.msg, changed=False, failure_class="token_invalid_key", **exc.as_result())
+        except UsersError as exc:
+            self.fail_json(msg=exc.msg, changed=False)
+        except Exception as exc:  # noqa: BLE001 - an unexpected error still reports, with its traceback
+            self.fail_json(
+                msg="The task failed unexpectedly (%s: %s); please report it." % (type(exc).__name__, exc),
+                exception=traceback.format_exc(),
+            )
+        result.setdefault("changed", False)
+        if result.pop("failed", False):
+            self.fail_json(**result)
+        self.exit_json(**result)
