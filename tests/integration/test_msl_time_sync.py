@@ -16,6 +16,10 @@ from tests.integration.playbook import PlaybookRun, run_playbook
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 HOST = "msl1"
+# The lab's skewed responder is off by exactly SKEW; a measurement on a busy machine may differ by a
+# little, so measured values are compared within TOLERANCE and never read from formatted messages.
+SKEW = 120
+TOLERANCE = 2
 # Fast measurement settings for the lab (loopback servers do not rate-limit).
 FAST = {"samples": 3, "sample_interval": 0.1, "timeout": 1}
 MSL_ARGS = {
@@ -172,7 +176,7 @@ def fake_step(tmp_path, lab):
 
 def test_skewed_server_fail_warn_step(lab, lab_reset, msl_clean, fake_step):
     script, record = fake_step
-    lab.skew(120)
+    lab.skew(SKEW)
     args = dict(SKEWED_SERVERS, manage=False)
     run = run_playbook(
         play(
@@ -197,14 +201,15 @@ def test_skewed_server_fail_warn_step(lab, lab_reset, msl_clean, fake_step):
     fail = run.result("fail", HOST)
     assert fail["failed"] is True
     assert fail["reason"] == "offset_exceeded"
-    assert fail["offset_seconds"] == pytest.approx(120, abs=0.5)
-    assert "clock is 120." in fail["msg"] and "behind network time" in fail["msg"]
+    assert fail["offset_seconds"] == pytest.approx(SKEW, abs=TOLERANCE)
+    assert "This host's clock is " in fail["msg"] and "behind network time" in fail["msg"]
     assert "Invalid JWT" in fail["msg"]
 
     warn = run.result("warn", HOST)
     assert warn.get("failed") is False
     assert warn["synchronized"] is False
-    assert any("clock is 120." in warning for warning in warn["warnings"])
+    assert warn["offset_seconds"] == pytest.approx(SKEW, abs=TOLERANCE)
+    assert any("behind network time" in warning for warning in warn["warnings"])
     assert "[WARNING]" in run.stdout + run.stderr
 
     check_step = run.result("step in check mode", HOST)
@@ -214,8 +219,8 @@ def test_skewed_server_fail_warn_step(lab, lab_reset, msl_clean, fake_step):
     step = run.result("step", HOST)
     assert step["changed"] is True
     assert step["stepped"] is True
-    assert step["offset_seconds"] == pytest.approx(120, abs=0.5)
-    assert abs(step["offset_after_step_seconds"]) < 0.5
+    assert step["offset_seconds"] == pytest.approx(SKEW, abs=TOLERANCE)
+    assert step["offset_after_step_seconds"] == pytest.approx(0, abs=TOLERANCE)
     assert step["synchronized"] is True
     assert step["step_command"] == [str(script), "--port", str(lab.skewed_ntp_port), "127.0.0.1"]
     # Called exactly once, by the real run, with the server (check mode ran nothing).
@@ -260,12 +265,14 @@ def test_role_restores_the_record_after_an_msl_restore(lab, msl_clean):
 
 
 def test_role_fails_the_play_with_the_oauth_explanation(lab, lab_reset, msl_clean):
-    lab.skew(120)
+    lab.skew(SKEW)
     run = run_playbook(role_play(time_sync_ntp_port="{{ gworkspace_skewed_ntp_port }}"), inventory=lab.inventory_path)
     assert run.rc != 0
+    measured = role_result(run, "Enable network time in the MSL config db and measure the offset")
+    assert measured["offset_seconds"] == pytest.approx(SKEW, abs=TOLERANCE)
     failure = role_result(run, "Fail with what a wrong clock does to NuPoint")
     assert "time_sync (esmith backend) failed" in failure["msg"]
-    assert "clock is 120." in failure["msg"]
+    assert "This host's clock is " in failure["msg"] and "behind network time" in failure["msg"]
     assert "Invalid JWT" in failure["msg"]
 
 
@@ -288,5 +295,57 @@ def test_role_chrony_backend_on_a_generic_host(lab, tmp_path):
     assert "# lab extra line" in text
     measured = role_result(run, "Measure the clock offset", host="msl1-local")
     assert measured["synchronized"] is True
-    assert measured["record_before"] is None  # manage=false: the db is not touched
+    assert "record_before" not in measured  # clock_offset_info: no db is read or written
     assert os.path.getsize(conf) > 0
+
+
+def chrony_role_play(conf: Any, **extra_vars: Any) -> list[dict[str, Any]]:
+    """The role's chrony backend on the local lab host, against a scenario file, without package or service."""
+    return role_play(
+        hosts="msl1-local",
+        time_sync_backend="chrony",
+        time_sync_chrony_conf_path=str(conf),
+        time_sync_chrony_manage_package=False,
+        time_sync_chrony_manage_service=False,
+        **extra_vars,
+    )
+
+
+def test_role_chrony_backend_fails_on_a_skewed_clock(lab, lab_reset, tmp_path):
+    lab.skew(SKEW)
+    run = run_playbook(
+        chrony_role_play(tmp_path / "chrony.conf", time_sync_ntp_port="{{ gworkspace_skewed_ntp_port }}"),
+        inventory=lab.inventory_path,
+    )
+    assert run.rc != 0
+    measured = role_result(run, "Measure the clock offset", host="msl1-local")
+    assert measured["synchronized"] is False
+    assert measured["offset_seconds"] == pytest.approx(SKEW, abs=TOLERANCE)
+    failure = role_result(run, "Fail with what a wrong clock does to NuPoint", host="msl1-local")
+    assert "time_sync (chrony backend) failed" in failure["msg"]
+    assert "behind network time" in failure["msg"] and "Invalid JWT" in failure["msg"]
+
+
+def test_role_chrony_backend_steps_and_measures_again(lab, lab_reset, tmp_path, fake_step):
+    script, record = fake_step
+    lab.skew(SKEW)
+    run = run_playbook(
+        chrony_role_play(
+            tmp_path / "chrony.conf",
+            time_sync_ntp_port="{{ gworkspace_skewed_ntp_port }}",
+            time_sync_on_excess_offset="step",
+            time_sync_step_command="%s --port {port} {server}" % script,
+        ),
+        inventory=lab.inventory_path,
+    )
+    assert run.rc == 0, run.stdout + run.stderr
+    assert record.read_text().splitlines() == ["--port %d 127.0.0.1" % lab.skewed_ntp_port]
+    assert lab.skew_seconds == 0
+    measurement = role_result(run, "Publish the measurement", host="msl1-local")["ansible_facts"][
+        "time_sync_measurement"
+    ]
+    assert measurement["stepped"] is True
+    assert measurement["synchronized"] is True
+    assert measurement["offset_seconds"] == pytest.approx(SKEW, abs=TOLERANCE)
+    assert measurement["offset_after_step_seconds"] == pytest.approx(0, abs=TOLERANCE)
+    assert measurement["step_command"] == [str(script), "--port", str(lab.skewed_ntp_port), "127.0.0.1"]
