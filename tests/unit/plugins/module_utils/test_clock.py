@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -177,13 +178,11 @@ def test_a_spoofed_packet_before_the_answer_is_skipped():
 
 def test_silent_server_times_out_after_every_sample():
     with SntpResponder({"drop": True}) as server:
-        started = time.monotonic()
         result = query_server("127.0.0.1", server.port, samples=3, timeout=0.1, interval=0)
     assert result["status"] == "timeout"
     assert result["samples_sent"] == 3
     assert result["offset_seconds"] is None
     assert "no reply within 0.1 s (3 requests)" in result["msg"]
-    assert time.monotonic() - started < 2
 
 
 def test_kiss_of_death_stops_the_queries():
@@ -213,16 +212,16 @@ def test_too_large_root_distance_is_unsynchronized():
     with SntpResponder({"root_delay": 2.0, "root_dispersion": 0.6}) as server:
         result = query_server("127.0.0.1", server.port, **FAST)
     assert result["status"] == "unsynchronized"
-    assert "root distance 1.6" in result["msg"]
-    assert result["root_distance_seconds"] == pytest.approx(1.6, abs=0.01)
+    assert "exceeds 1.500 s" in result["msg"]
+    # 1.6 s from the server, plus half the measured round trip (shorter than the 0.5 s timeout).
+    assert 1.59 < result["root_distance_seconds"] < 1.85
 
 
 def test_nothing_listening_is_connect_at_once():
-    started = time.monotonic()
+    # "connect" rather than "timeout", after one request: the refusal ended the wait and the queries.
     result = query_server("127.0.0.1", unused_udp_port(), samples=4, timeout=2, interval=0)
     assert result["status"] == "connect"
     assert result["samples_sent"] == 1
-    assert time.monotonic() - started < 1
 
 
 def test_unresolvable_name_is_dns(monkeypatch):
@@ -302,11 +301,15 @@ def test_no_servers():
 
 
 def test_servers_are_asked_in_parallel():
-    with SntpResponder({"drop": True}) as server:
-        started = time.monotonic()
-        with pytest.raises(ClockError):
-            measure_ntp(["127.0.0.1"] * 4, port=server.port, samples=1, timeout=0.3, interval=0)
-    assert time.monotonic() - started < 1.0
+    # Every query waits until all four are running: asked one after another, the barrier breaks.
+    running = threading.Barrier(4, timeout=30)
+
+    def query(server, *args):
+        running.wait()
+        return dict(clock._server_result(server, 123), status="ok", offset_seconds=0.0)
+
+    result = measure_ntp(["a", "b", "c", "d"], query=query)
+    assert [server["status"] for server in result["servers"]] == ["ok"] * 4
 
 
 # --- HTTP Date -----------------------------------------------------------------------------------
@@ -317,8 +320,8 @@ def test_http_date_offset(http_date_server):
     result = http_date_offset(url, timeout=2)
     assert result["status"] == "ok"
     assert result["http_status"] == 405
-    assert result["offset_seconds"] == pytest.approx(120, abs=1.1)
-    assert 0.5 <= result["uncertainty_seconds"] < 1
+    assert result["offset_seconds"] == pytest.approx(120, abs=2)
+    assert result["uncertainty_seconds"] >= 0.5
     assert result["date"].endswith("GMT")
 
 
@@ -326,7 +329,7 @@ def test_https_date_with_a_ca_file(http_date_server, tmp_path):
     url = http_date_server(skew=-30, tls=True)
     result = http_date_offset(url, ca_path=str(tmp_path / "cert.pem"), timeout=2)
     assert result["status"] == "ok", result["msg"]
-    assert result["offset_seconds"] == pytest.approx(-30, abs=1.1)
+    assert result["offset_seconds"] == pytest.approx(-30, abs=2)
 
 
 def test_https_date_without_the_ca_is_a_tls_failure(http_date_server):
