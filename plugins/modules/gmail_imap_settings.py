@@ -200,10 +200,13 @@ summary:
     skipped:
       description: Failed users that were not attempted.
       type: int
+    ok:
+      description: Users whose settings are right now (changed or not).
+      type: int
     by_class:
-      description: Number of users per failure class.
+      description: Number of users per failure class; every class of the vocabulary, zeros included.
       type: dict
-      sample: {ok: 2498, token_invalid_user: 2}
+      sample: {ok: 2498, token_invalid_user: 2, dns: 0}
     duration_seconds:
       description: Wall time of the run.
       type: float

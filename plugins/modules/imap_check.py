@@ -258,18 +258,13 @@ client_email:
   type: str
 """
 
-import os
-import time
-
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import users as users_rules
-from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures, report
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap_login import (
     DEFAULT_IMAP_HOST,
     DEFAULT_IMAP_PORT,
     DEFAULT_MAILBOX,
     DEFAULT_USER_TIMEOUT,
-    ImapChecker,
-    new_token_source,
+    run_check,
     summary_message,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
@@ -277,7 +272,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool im
     DEFAULT_CONCURRENCY,
     MAX_CONCURRENCY,
 )
-from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import ssl_context_for
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
 
@@ -337,63 +331,15 @@ def main():
             return dict(failed=True, msg=limit, users_count=len(users), skipped_users=skipped)
         if limit is not None:
             module.warn(limit[len("warning: ") :])
-        concurrency = min(params["concurrency"], len(users))
-        source = new_token_source(
-            key_text,
-            params["scope"],
-            token_uri=params["token_uri"],
-            ca_path=params["ca_path"],
-            timeout=params["timeout"],
-            retries=params["retries"],
-            concurrency=concurrency,
+        result = run_check(key_text, users, params, write_report=not module.check_mode)
+        result.update(users_count=len(users), skipped_users=skipped)
+        exceeded = users_rules.threshold_exceeded(result["summary"]["failed"], result["summary"]["total"], threshold)
+        report_error = result.pop("report_error", "")
+        threshold_text = users_rules.describe_threshold(threshold)
+        result.update(
+            failed=exceeded or bool(report_error), msg=summary_message(result["summary"], threshold_text, exceeded)
         )
-        try:
-            ssl_context = ssl_context_for(params["ca_path"] or True)
-        except (OSError, ValueError) as exc:
-            return dict(failed=True, msg="Cannot load ca_path %s: %s." % (params["ca_path"], exc), field="ca_path")
-        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        checker = ImapChecker(
-            source,
-            params["imap_host"],
-            params["imap_port"],
-            ssl_context=ssl_context,
-            timeout=params["timeout"],
-            user_timeout=params["user_timeout"],
-            retries=params["retries"],
-            select_mailbox=params["select_mailbox"],
-        )
-        try:
-            results, summary = checker.run(users, concurrency)
-        finally:
-            source.close()
-        exceeded = users_rules.threshold_exceeded(summary["failed"], summary["total"], threshold)
-        result = dict(
-            failed=exceeded,
-            msg=summary_message(summary, users_rules.describe_threshold(threshold), exceeded),
-            summary=summary,
-            failed_users=failures.failed_users(results),
-            users_count=len(users),
-            skipped_users=skipped,
-            client_id=source.client_id,
-            client_email=source.client_email,
-        )
-        if params["return_results"]:
-            result["results"] = results
-        if params["report_path"] and not module.check_mode:
-            meta = dict(
-                started_at=started_at,
-                imap_host=params["imap_host"],
-                imap_port=params["imap_port"],
-                select_mailbox=params["select_mailbox"],
-                client_id=source.client_id,
-                client_email=source.client_email,
-                node=os.uname()[1],
-            )
-            try:
-                result["report"] = report.write_report(params["report_path"], results, summary, meta)
-            except OSError as exc:
-                result["msg"] += " The report could not be written to %s: %s." % (params["report_path"], exc)
-                result["failed"] = True
+        result["msg"] += report_error
         return result
 
     module.run(body)

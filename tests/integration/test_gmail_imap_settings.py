@@ -184,7 +184,9 @@ def test_scope_not_authorised_names_the_admin_console_link(lab_reset):
     run = run_playbook(play(lab, [task("enable", src=lab.key_file, users=users)]))
     assert run.rc != 0
     result = run.result("enable")
-    assert result["summary"]["by_class"] == {"token_unauthorized_scope": 4}
+    assert {name: count for name, count in result["summary"]["by_class"].items() if count} == {
+        "token_unauthorized_scope": 4
+    }
     assert result["summary"]["skipped"] == 3  # the first refusal holds for every user
     url = result["admin_console_url"]
     assert "clientIdToAdd=%s" % lab.client_id in url

@@ -11,9 +11,10 @@ MSL_SIDE_DIRS = ("plugins/modules", "plugins/module_utils")
 
 def msl_side_files():
     for directory in MSL_SIDE_DIRS:
-        for name in sorted(os.listdir(os.path.join(ROOT, directory))):
-            if name.endswith(".py"):
-                yield os.path.join(directory, name)
+        for parent, _dirs, names in sorted(os.walk(os.path.join(ROOT, directory))):
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    yield os.path.relpath(os.path.join(parent, name), ROOT)
 
 
 @pytest.mark.parametrize("path", list(msl_side_files()))

@@ -40,10 +40,10 @@ from urllib.parse import urlsplit
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     API_FAILURE_CLASS,
     ENDPOINT_API,
-    NETWORK_SUMMARY,
     GoogleApiError,
     classify_api_error,
     classify_network_error,
+    network_summary,
     parse_api_error,
     shorten,
 )
@@ -200,7 +200,7 @@ class GoogleApiClient:
                 raise GoogleApiError(
                     failure_class,
                     "%s: %s %s (%s)."
-                    % (NETWORK_SUMMARY[ENDPOINT_API][failure_class], what, _host(url), shorten(str(exc), 300)),
+                    % (network_summary(failure_class, ENDPOINT_API), what, _host(url), shorten(str(exc), 300)),
                     retryable=retryable,
                     attempts=attempts,
                 ) from None

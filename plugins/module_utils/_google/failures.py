@@ -48,7 +48,7 @@ ENDPOINT_TOKEN = "token"  # noqa: S105 - the name of an endpoint, not a secret
 ENDPOINT_IMAP = "imap"
 ENDPOINT_API = "api"
 
-NETWORK_SUMMARY = {
+_NETWORK_SUMMARY = {
     ENDPOINT_TOKEN: {
         "dns": "Cannot resolve the token endpoint",
         "connect": "Cannot connect to the token endpoint",
@@ -133,6 +133,11 @@ HINTS = {
     "imap_other": "The IMAP server refused the session; see the message for the server's words.",
     API_FAILURE_CLASS: "Google's API refused or failed the call; see the message for Google's status and reason.",
 }
+
+
+def network_summary(failure_class: str, endpoint: str) -> str:
+    """The opening words of a network failure's message at ``endpoint`` ("Cannot connect to the IMAP server")."""
+    return _NETWORK_SUMMARY[endpoint][failure_class]
 
 
 def hint(failure_class: str, endpoint: str = ENDPOINT_TOKEN) -> str:
@@ -357,7 +362,7 @@ def classify_network_error(exc: BaseException) -> Optional[Tuple[str, bool]]:
 
 
 # HTTP answers that can succeed on a second try, for the token endpoint and every API alike.
-RETRYABLE_STATUS = frozenset((408, 429, 500, 502, 503, 504))
+_RETRYABLE_STATUS = frozenset((408, 429, 500, 502, 503, 504))
 
 # --------------------------------------------------------------------------- the token endpoint
 
@@ -389,7 +394,7 @@ def classify_token_error(
     """
     code = (error or "").strip().lower()
     text = (description or "").strip().lower()
-    if code in _RETRYABLE_OAUTH_ERRORS or text in _RETRYABLE_OAUTH_ERRORS or (status in RETRYABLE_STATUS):
+    if code in _RETRYABLE_OAUTH_ERRORS or text in _RETRYABLE_OAUTH_ERRORS or (status in _RETRYABLE_STATUS):
         return "token_other", True
     if code in ("unauthorized_client", "access_denied"):
         return "token_unauthorized_scope", False
@@ -469,7 +474,7 @@ def classify_token_exception(exc: BaseException, status: Optional[int] = None, a
         failure_class, retryable = network
         return TokenError(
             failure_class,
-            "%s: %s. %s" % (NETWORK_SUMMARY[ENDPOINT_TOKEN][failure_class], short_exception(exc), hint(failure_class)),
+            "%s: %s. %s" % (network_summary(failure_class, ENDPOINT_TOKEN), short_exception(exc), hint(failure_class)),
             retryable=retryable,
             status=status,
             attempts=attempts,
@@ -522,7 +527,7 @@ def classify_api_error(
     status: Optional[int], api_status: Optional[str], reason: Optional[str], message: Optional[str]
 ) -> Tuple[str, bool]:
     """``(failure_class, retryable)`` for an API error answer."""
-    if status in RETRYABLE_STATUS:
+    if status in _RETRYABLE_STATUS:
         return API_FAILURE_CLASS, True
     if status == 403 and (reason in _SCOPE_REASONS or "insufficient authentication scopes" in (message or "").lower()):
         return "token_unauthorized_scope", False
@@ -664,7 +669,7 @@ def classify_imap_failure(exc: BaseException, phase: str) -> ImapFailure:
             failure_class,
             "%s (%s): %s. %s"
             % (
-                NETWORK_SUMMARY[ENDPOINT_IMAP][failure_class],
+                network_summary(failure_class, ENDPOINT_IMAP),
                 phase,
                 shorten(_innermost_text(exc)),
                 hint(failure_class, ENDPOINT_IMAP),

@@ -32,12 +32,13 @@ Parses as Python 3.6: standard library plus google-auth/requests (through ``toke
 """
 
 import math
+import os
 import random
 import ssl
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures, report
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     ENDPOINT_IMAP,
     IMAP_PHASE_WORDS,
@@ -396,3 +397,65 @@ def summary_message(summary: Mapping[str, Any], threshold_text: str, exceeded: b
     else:
         text += ", within fail_threshold (%s)." % threshold_text
     return text + " See failed_users; docs/imap-check.md explains each class."
+
+
+def run_check(key_text: str, users: Sequence[str], params: Mapping[str, Any], write_report: bool) -> Dict[str, Any]:
+    """The ``imap_check`` module's run over clean ``users``: its result without ``msg`` and ``failed``.
+
+    ``params``: the module's options. The report is written when ``write_report`` and ``report_path``
+    are set; when it cannot be, ``report_error`` says why (and ``report`` is absent).
+    Raises ``TokenError`` when the key cannot be loaded, ``GoogleFailure`` (``tls``) for an unusable ``ca_path``.
+    """
+    concurrency = min(params["concurrency"], len(users))
+    source = new_token_source(
+        key_text,
+        params["scope"],
+        token_uri=params["token_uri"],
+        ca_path=params["ca_path"],
+        timeout=params["timeout"],
+        retries=params["retries"],
+        concurrency=concurrency,
+    )
+    try:
+        ssl_context = ssl_context_for(params["ca_path"] or True)
+    except (OSError, ValueError) as exc:
+        source.close()
+        raise failures.GoogleFailure("tls", "Cannot load ca_path %s: %s." % (params["ca_path"], exc)) from None
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        checker = ImapChecker(
+            source,
+            params["imap_host"],
+            params["imap_port"],
+            ssl_context=ssl_context,
+            timeout=params["timeout"],
+            user_timeout=params["user_timeout"],
+            retries=params["retries"],
+            select_mailbox=params["select_mailbox"],
+        )
+        results, summary = checker.run(users, concurrency)
+    finally:
+        source.close()
+    result: Dict[str, Any] = dict(
+        summary=summary,
+        failed_users=failures.failed_users(results),
+        client_id=source.client_id,
+        client_email=source.client_email,
+    )
+    if params["return_results"]:
+        result["results"] = results
+    if params["report_path"] and write_report:
+        meta = dict(
+            started_at=started_at,
+            imap_host=params["imap_host"],
+            imap_port=params["imap_port"],
+            select_mailbox=params["select_mailbox"],
+            client_id=source.client_id,
+            client_email=source.client_email,
+            node=os.uname()[1],
+        )
+        try:
+            result["report"] = report.write_report(params["report_path"], results, summary, meta)
+        except OSError as exc:
+            result["report_error"] = " The report could not be written to %s: %s." % (params["report_path"], exc)
+    return result

@@ -92,33 +92,23 @@ class GoogleModule(AnsibleModule):
         """The JSON key (from the action plugin, or the node's ``path``); raises ``KeyValidationError``."""
         return read_key_text(self.params)
 
+    def _connection(self) -> Dict[str, Any]:
+        """The connection options every token source and API client of the task shares."""
+        return {name: self.params[name] for name in ("ca_path", "timeout", "retries")}
+
     def token_source(self, scopes: Sequence[str], max_connections: int = 10, **kwargs: Any) -> DelegatedTokenSource:
         """A token source over the task's key and connection options; ``kwargs`` go to the source as they are."""
-        params = self.params
+        options = self._connection()
+        options.update(kwargs)
         return DelegatedTokenSource(
-            self.key_text(),
-            scopes,
-            token_uri=params["token_uri"],
-            ca_path=params["ca_path"],
-            timeout=params["timeout"],
-            retries=params["retries"],
-            max_connections=max_connections,
-            **kwargs,
+            self.key_text(), scopes, token_uri=self.params["token_uri"], max_connections=max_connections, **options
         )
 
     def api_client(self, scopes: Sequence[str], max_connections: int = 10) -> GoogleApiClient:
         """A REST client whose token source shares its one pooled session."""
-        params = self.params
-        session = new_session(params["ca_path"], max_connections)
+        session = new_session(self.params["ca_path"], max_connections)
         source = self.token_source(scopes, max_connections, session=session)
-        return GoogleApiClient(
-            source,
-            api_base_url=params["api_base_url"],
-            ca_path=params["ca_path"],
-            timeout=params["timeout"],
-            retries=params["retries"],
-            session=session,
-        )
+        return GoogleApiClient(source, api_base_url=self.params["api_base_url"], session=session, **self._connection())
 
     # ------------------------------------------------------------------ running the module
 

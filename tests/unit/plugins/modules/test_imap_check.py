@@ -48,7 +48,7 @@ def fakes(monkeypatch):
         source.created_with = dict(kwargs, scope=scope)
         return source
 
-    monkeypatch.setattr(module, "new_token_source", new_token_source)
+    monkeypatch.setattr(imap_login, "new_token_source", new_token_source)
     monkeypatch.setattr(imap_login, "ImapConnection", server.factory)
     return server, source
 
