@@ -1,9 +1,16 @@
 """service_account_key_info through ansible-playbook: results, failures, and no key material at -vvv."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.integration.playbook import run_playbook
 from tests.unit import keyfactory as kf
+
+ANSIBLE_VAULT = os.path.join(os.path.dirname(sys.executable), "ansible-vault")
 
 
 @pytest.fixture(scope="module")
@@ -104,5 +111,52 @@ def test_no_key_material_in_verbose_output(key_material):
     assert run.rc == 0, output
     assert "p12_mismatch" in output
     assert kf.CLIENT_ID in output
+    for marker in kf.secret_markers(key_material["key"]):
+        assert marker not in output
+
+
+def vault_encrypt(source: str, target: Path, password_file: Path) -> None:
+    target.write_bytes(Path(source).read_bytes())
+    subprocess.run(
+        [ANSIBLE_VAULT, "encrypt", "--vault-password-file", str(password_file), str(target)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_vaulted_src_and_p12_src_are_read_on_the_controller(key_material, tmp_path):
+    password_file = tmp_path / "vault-password"
+    password_file.write_text("unit vault password\n")
+    vault_json, vault_p12 = tmp_path / "sa.json.vault", tmp_path / "sa.p12.vault"
+    vault_encrypt(key_material["json"], vault_json, password_file)
+    vault_encrypt(key_material["p12"], vault_p12, password_file)
+    tasks = [
+        {
+            "name": "vaulted",
+            "nupoint.gworkspace.service_account_key_info": {"src": str(vault_json), "p12_src": str(vault_p12)},
+        },
+        {
+            "name": "async",
+            "nupoint.gworkspace.service_account_key_info": {"src": str(vault_json), "p12_src": str(vault_p12)},
+            "async": 60,
+            "poll": 1,
+        },
+        {
+            "name": "two keys",
+            "nupoint.gworkspace.service_account_key_info": {"src": str(vault_json), "path": key_material["json"]},
+            "ignore_errors": True,
+        },
+    ]
+    run = run_playbook(play(tasks), verbosity=3, extra_args=["--vault-password-file", str(password_file)])
+    output = run.stdout + run.stderr
+    assert run.rc == 0, output
+    vaulted = run.result("vaulted")
+    assert vaulted["client_id"] == kf.CLIENT_ID
+    assert vaulted["p12_matches"] is True
+    assert vaulted["invocation"]["module_args"] == {"src": str(vault_json), "p12_src": str(vault_p12)}
+    assert run.result("async")["public_key_fingerprint_sha256"] == vaulted["public_key_fingerprint_sha256"]
+    two_keys = run.result("two keys")
+    assert (two_keys["reason"], two_keys["field"]) == ("bad_field", "src")
+    assert two_keys["msg"] == "Give the key as one of src, content or path, not src and path."
     for marker in kf.secret_markers(key_material["key"]):
         assert marker not in output
