@@ -1,12 +1,19 @@
 """clock_offset_info: main() against scripted SNTP servers on loopback; it measures and never runs a command."""
 
 import pytest
+from ansible.module_utils.common import warnings as ansible_warnings
 
 from ansible_collections.nupoint.gworkspace.plugins.modules import clock_offset_info as module
 from tests.unit.command_runner import FakeRunner, patch_run_command
 from tests.unit.sntp_responder import SntpResponder, unused_udp_port
 
 FAST = {"servers": ["127.0.0.1"], "samples": 1, "sample_interval": 0, "timeout": 0.5}
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """AnsibleModule keeps warnings in a process-wide list: start each test with none from earlier tests."""
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", [])
 
 
 @pytest.fixture
