@@ -3,7 +3,7 @@
 """Google connection options shared by every module that talks to Google.
 
 ``DOCUMENTATION`` matches ``google_argument_spec()`` in ``plugins/module_utils/_google/module.py``. Set them
-once for a play with ``module_defaults: {group/nupoint.gworkspace.gworkspace: {...}}``.
+once for a play with ``module_defaults: {group/nupoint.gworkspace.gworkspace_google: {...}}``.
 
 ``KEY_SOURCE`` matches ``key_source_argument_spec()`` in ``plugins/module_utils/key_source.py``: the
 service-account key as ``src`` (a controller file, read by the action plugin) or ``content``, or ``path`` (a
