@@ -44,7 +44,7 @@ attributes:
   idempotent:
     support: full
     details:
-      - Nothing is changed; RV(changed) is always V(false).
+      - Nothing is changed; C(changed) is always V(false).
 options:
   servers:
     description:
