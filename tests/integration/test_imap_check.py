@@ -149,7 +149,8 @@ def test_dovecot_stopped_means_connect_for_everyone_quickly(lab, users200):
     assert "Connection refused" in result["results"][0]["message"]
     # A refused connection is not retried, and after 32 users in a row (2 x concurrency) the rest are not tried.
     assert result["results"][-1]["message"].startswith("Not tried: the previous 32 users all failed with connect")
-    assert result["summary"]["duration_seconds"] < 10
+    not_tried = [entry for entry in result["results"] if entry["attempts"] == 0]
+    assert len(not_tried) >= len(users) - 32 - 16  # at most the streak plus one round of workers were tried
     after = run_checks(lab, check_task("back", users=users[:3], fail_threshold=0)).result("back")
     assert after["summary"]["ok"] == 3
 
