@@ -46,8 +46,19 @@ options:
       - Leave unset for Google, where each API has its own host.
       - Modules that only mint tokens ignore it.
     type: str
+  presigned:
+    description:
+      - Set by the module's action plugin, not by hand. When the key is given as O(src) or O(content), the controller
+        signs every JWT assertion the task needs with it and hands the module these instead of the key. The node
+        (a stock MSL host) then needs neither the key nor google-auth, only the Python standard library to trade the
+        assertions for tokens.
+      - The assertions are valid for one hour from the moment the controller signed them.
+    type: dict
 requirements:
-  - google-auth >= 2.20 and requests >= 2.25 on the node that runs the module
+  - google-auth >= 2.20 and requests >= 2.25 on the controller. On the node that runs the module, nothing beyond the
+    Python standard library when the key is given as O(src) or O(content) to a module that signs on the controller
+    (M(nupoint.gworkspace.delegation_check), M(nupoint.gworkspace.imap_check)); google-auth and requests when the key
+    is O(path) on the node, and for the modules that call Google's REST APIs.
 """
 
     KEY_SOURCE = r"""

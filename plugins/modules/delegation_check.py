@@ -239,7 +239,7 @@ def main():
         module.fail_json(msg="subjects and scopes must each name at least one value.")
 
     def body():
-        source = module.token_source(scopes, max_connections=min(MAX_WORKERS, len(subjects) * len(scopes)))
+        source = module.token_source(scopes, max_connections=min(MAX_WORKERS, len(subjects) * len(scopes)), lean=True)
         try:
             result = check_delegation(source, subjects, scopes, params["clock_offset_warn_seconds"])
         finally:

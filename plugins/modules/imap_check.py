@@ -271,6 +271,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
     DEFAULT_CONCURRENCY,
     MAX_CONCURRENCY,
+    deadline_sleep,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
@@ -320,7 +321,6 @@ def main():
 
     def body():
         threshold = users_rules.parse_fail_threshold(params["fail_threshold"])
-        key_text = module.key_text()
         users, warnings, skipped = load_users(module)
         for warning in warnings:
             module.warn(warning)
@@ -331,7 +331,9 @@ def main():
             return dict(failed=True, msg=limit, users_count=len(users), skipped_users=skipped)
         if limit is not None:
             module.warn(limit[len("warning: ") :])
-        result = run_check(key_text, users, params, write_report=not module.check_mode)
+        concurrency = min(params["concurrency"], len(users))
+        source = module.token_source([params["scope"]], concurrency, sleep=deadline_sleep, lean=True)
+        result = run_check(source, users, params, write_report=not module.check_mode)
         result.update(users_count=len(users), skipped_users=skipped)
         exceeded = users_rules.threshold_exceeded(result["summary"]["failed"], result["summary"]["total"], threshold)
         report_error = result.pop("report_error", "")

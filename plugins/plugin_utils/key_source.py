@@ -307,6 +307,8 @@ def scrub_invocation(result: dict[str, Any], task_args: dict[str, Any]) -> None:
     if not isinstance(invocation, dict):
         return
     module_args = dict(invocation.get("module_args") or {})
+    # What the action plugin signed for the node (google_api_action) is its own, not the task's.
+    module_args.pop("presigned", None)
     for name in KEY_OPTIONS:
         module_args.pop(name, None)
         value = task_args.get(name)
@@ -342,6 +344,8 @@ class KeyActionBase(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp  # tmp no longer has any effect
         task_args = dict(self._task.args)
+        # For subclasses that run a helper module (slurp) while they build the arguments.
+        self._task_vars = task_vars
         try:
             module_args = self.build_module_args(task_args)
         except KeySourceError as exc:

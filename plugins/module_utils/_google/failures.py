@@ -380,7 +380,6 @@ _DESCRIPTION_CLASSES = (
         ("invalid jwt signature", "no valid verifier", "account not found", "robot is disabled", "client was disabled"),
     ),
 )
-_ERROR_CODE_RE = re.compile(r"^([a-z_]+)(?::\s*(.*))?$", re.DOTALL)
 
 
 def classify_token_error(
@@ -437,52 +436,22 @@ def parse_token_error_body(data: Any) -> Tuple[Optional[str], Optional[str]]:
     )
 
 
-def refresh_error_details(exc: BaseException) -> Tuple[Optional[str], Optional[str]]:
-    """``(error, error_description)`` from a google-auth ``RefreshError``, in any of its shapes.
-
-    google-auth >= 2 raises ``RefreshError("error: description", response_data_dict, retryable=...)``;
-    older releases passed the raw response body (a JSON string) as ``args[1]``; a non-JSON body or a
-    locally raised error has only ``args[0]``.
-    """
-    args: Tuple[Any, ...] = tuple(getattr(exc, "args", ()) or ())
-    if len(args) > 1:
-        error, description = parse_token_error_body(args[1])
-        if error is not None:
-            return error, description
-    if args and isinstance(args[0], str):
-        match = _ERROR_CODE_RE.match(args[0].strip())
-        if match:
-            return match.group(1), match.group(2)
-    return None, None
-
-
-def classify_token_exception(exc: BaseException, status: Optional[int] = None, attempts: int = 1) -> TokenError:
-    """Turn any failure of a token request into a :class:`TokenError` (returned, not raised)."""
+def classify_token_exception(exc: BaseException, attempts: int = 1) -> TokenError:
+    """Turn anything a token request raised (a transport failure, mostly) into a :class:`TokenError` (returned)."""
     if isinstance(exc, TokenError):
         return exc
-    if "RefreshError" in _type_names(exc):
-        error, description = refresh_error_details(exc)
-        failure_class, retryable = classify_token_error(error, description, status)
-        if error is not None:
-            said = "%s: %s" % (error, description) if description else error
-            message = "Google refused the token request (%s). %s" % (said, hint(failure_class))
-        else:
-            message = "Google refused the token request: %s. %s" % (short_exception(exc), hint(failure_class))
-        return TokenError(failure_class, message, error, description, retryable, status, attempts)
     network = classify_network_error(exc)
-    if network is not None:
-        failure_class, retryable = network
+    if network is None:
         return TokenError(
-            failure_class,
-            "%s: %s. %s" % (network_summary(failure_class, ENDPOINT_TOKEN), short_exception(exc), hint(failure_class)),
-            retryable=retryable,
-            status=status,
+            "token_other",
+            "The token request failed unexpectedly (%s: %s)." % (type(exc).__name__, short_exception(exc)),
             attempts=attempts,
         )
+    failure_class, retryable = network
     return TokenError(
-        "token_other",
-        "The token request failed unexpectedly (%s: %s)." % (type(exc).__name__, short_exception(exc)),
-        status=status,
+        failure_class,
+        "%s: %s. %s" % (network_summary(failure_class, ENDPOINT_TOKEN), short_exception(exc), hint(failure_class)),
+        retryable=retryable,
         attempts=attempts,
     )
 

@@ -399,23 +399,15 @@ def summary_message(summary: Mapping[str, Any], threshold_text: str, exceeded: b
     return text + " See failed_users; docs/imap-check.md explains each class."
 
 
-def run_check(key_text: str, users: Sequence[str], params: Mapping[str, Any], write_report: bool) -> Dict[str, Any]:
+def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], write_report: bool) -> Dict[str, Any]:
     """The ``imap_check`` module's run over clean ``users``: its result without ``msg`` and ``failed``.
 
-    ``params``: the module's options. The report is written when ``write_report`` and ``report_path``
-    are set; when it cannot be, ``report_error`` says why (and ``report`` is absent).
-    Raises ``TokenError`` when the key cannot be loaded, ``GoogleFailure`` (``tls``) for an unusable ``ca_path``.
+    ``source``: a token source as :func:`new_token_source` makes it (closed here). ``params``: the
+    module's options. The report is written when ``write_report`` and ``report_path`` are set; when it
+    cannot be, ``report_error`` says why (and ``report`` is absent). Raises ``GoogleFailure`` (``tls``)
+    for an unusable ``ca_path``.
     """
     concurrency = min(params["concurrency"], len(users))
-    source = new_token_source(
-        key_text,
-        params["scope"],
-        token_uri=params["token_uri"],
-        ca_path=params["ca_path"],
-        timeout=params["timeout"],
-        retries=params["retries"],
-        concurrency=concurrency,
-    )
     try:
         ssl_context = ssl_context_for(params["ca_path"] or True)
     except (OSError, ValueError) as exc:

@@ -11,9 +11,11 @@ It does once what each Google-facing module did by hand::
 - merges the shared argument spec: the key source (``key_source.key_source_argument_spec``) and the
   Google connection options (:func:`google_argument_spec`: token URI, CA bundle, timeout, retries,
   API base URL), with "at most one key source" among the mutually exclusive groups;
-- checks the libraries once (google-auth, requests) and fails with ``missing_required_lib``;
-- reads the key (``content`` from the action plugin, or ``path`` on the node) and builds the token
-  source or API client on one shared session (:meth:`token_source`, :meth:`api_client`);
+- checks the libraries once (google-auth and requests, unless the controller signed) and fails with
+  ``missing_required_lib``;
+- reads the key (``content`` from the action plugin, or ``path`` on the node), or takes the assertions
+  the controller signed (``presigned``, set by the action plugin), and builds the token source or API
+  client on one shared session (:meth:`token_source`, :meth:`api_client`);
 - :meth:`run` maps every collection exception to ``fail_json`` in one place: ``failures.GoogleFailure``
   (with its class), ``service_account.KeyValidationError`` (with its reason and field),
   ``users.UsersError``, and anything unexpected with its traceback.
@@ -33,6 +35,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token i
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     DelegatedTokenSource,
+    PresignedAssertions,
     missing_google_library,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
@@ -52,6 +55,9 @@ def google_argument_spec() -> Dict[str, Dict[str, Any]]:
         timeout=dict(type="float", default=DEFAULT_TIMEOUT),
         retries=dict(type="int", default=DEFAULT_RETRIES),
         api_base_url=dict(type="str"),
+        # Set by the action plugin, not by hand: JWT assertions the controller signed with the key, so a
+        # node without google-auth (a stock MSL host) only exchanges them (token.PresignedAssertions).
+        presigned=dict(type="dict", no_log=True),
     )
 
 
@@ -78,7 +84,7 @@ class GoogleModule(AnsibleModule):
         super().__init__(
             argument_spec=spec, mutually_exclusive=exclusive, supports_check_mode=supports_check_mode, **kwargs
         )
-        missing = missing_google_library()
+        missing = missing_google_library(signing=self.params["presigned"] is None)
         if missing is not None:
             self.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
         if self.params["timeout"] <= 0:
@@ -97,9 +103,15 @@ class GoogleModule(AnsibleModule):
         return {name: self.params[name] for name in ("ca_path", "timeout", "retries")}
 
     def token_source(self, scopes: Sequence[str], max_connections: int = 10, **kwargs: Any) -> DelegatedTokenSource:
-        """A token source over the task's key and connection options; ``kwargs`` go to the source as they are."""
+        """A token source over the task's key (or the controller's assertions) and connection options.
+
+        ``kwargs`` go to the source as they are (``lean=True`` for the standard-library session).
+        """
         options = self._connection()
         options.update(kwargs)
+        if self.params["presigned"] is not None:
+            options["signer"] = PresignedAssertions(self.params["presigned"])
+            return DelegatedTokenSource(scopes=scopes, max_connections=max_connections, **options)
         return DelegatedTokenSource(
             self.key_text(), scopes, token_uri=self.params["token_uri"], max_connections=max_connections, **options
         )

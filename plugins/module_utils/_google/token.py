@@ -1,9 +1,9 @@
 # Copyright: contributors to nupoint.gworkspace
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Delegated (domain-wide delegation) access tokens from one service-account key.
+"""Delegated (domain-wide delegation) access tokens: JWT assertions signed with the service-account key,
+traded at the token endpoint.
 
-One :class:`DelegatedTokenSource` loads the key once and mints access tokens for any number of users,
-concurrently if wanted::
+One :class:`DelegatedTokenSource` mints access tokens for any number of users, concurrently if wanted::
 
     source = DelegatedTokenSource(key_info, ["https://mail.google.com/"], ca_path=..., timeout=10, retries=3)
     try:
@@ -11,38 +11,45 @@ concurrently if wanted::
     except TokenError as exc:
         exc.failure_class   # "token_invalid_user", "timeout", ... (failures.FAILURE_CLASSES)
 
-Why it is built this way:
+The two halves of the OAuth 2.0 JWT-bearer grant (RFC 7523) are apart on purpose:
 
-- The key is parsed and the RSA signer loaded once (google-auth
-  ``service_account.Credentials.from_service_account_info``, about 50 ms); per-user credentials are cheap
-  copies (``with_subject`` / ``with_scopes``) that share the signer. Minting 2,500 tokens signs 2,500
-  JWTs (about 0.8 ms each) and does nothing else locally.
-- google-auth talks HTTP through a small transport adapter over one session from
-  ``session.new_session`` (keep-alive, pooled for the caller's threads, the CA bundle passed per
-  request). The adapter owns retries (``pool.backoff_delay``, ``Retry-After`` honoured), only for what
-  can succeed on a second try; google-auth's own retry loop never sees a retryable answer, so attempts
-  never multiply.
-- Every failure, whatever raised it, becomes one ``failures.TokenError`` (``failures.classify_token_exception``).
+- **Signing** needs the key and an RSA implementation: :class:`KeySigner` uses google-auth
+  (``google.auth.crypt.RSASigner``, the key parsed once in about 50 ms, each RS256 signature about
+  0.8 ms; the claims are google-auth's ``service_account.Credentials``': ``iss``, ``sub``, ``scope``,
+  ``aud`` = token URI, ``iat``, ``exp`` = ``iat`` + 1 h, header ``kid`` = ``private_key_id``).
+  google-auth needs ``cryptography``, which a stock MSL host does not have (nothing from PyPI), so the
+  controller signs for MSL: :func:`sign_assertions` there, :class:`PresignedAssertions` on MSL.
+- **The exchange** (:meth:`DelegatedTokenSource.mint`) is one form POST per user, standard library
+  only over ``session.new_session(lean=True)``, so MSL runs it with its own Python and every packet
+  leaves from MSL's own network path, as NuPoint's do. It owns retries (``pool.backoff_delay``,
+  ``Retry-After`` honoured) for what can succeed on a second try, and turns every answer into a
+  token or one ``failures.TokenError``.
 
-Thread safety: :meth:`DelegatedTokenSource.token` and :meth:`DelegatedTokenSource.clock_offset` may be
-called from many threads at once. Shared state is read-only after ``__init__`` or thread-safe by design
-(the session); everything mutable lives in per-call objects.
+google-auth's own ``Credentials.refresh`` would do the exchange too, but it needs the key on the
+node that exchanges: the point of the split is that MSL never needs anything but the standard library.
+
+Thread safety: :meth:`DelegatedTokenSource.mint` and :meth:`DelegatedTokenSource.clock_offset` may be
+called from many threads at once: the signer and the session are thread-safe, everything mutable lives
+in per-call objects.
 
 Parses as Python 3.6; google-auth and requests are imported under guard, and
 :func:`missing_google_library` is the one place that says which is missing.
 """
 
+import base64
 import datetime
 import json
 import random
 import time
 import traceback
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urlencode
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     TokenError,
     classify_token_error,
     classify_token_exception,
+    hint,
     parse_token_error_body,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
@@ -60,18 +67,14 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import date_header_offset
 
 try:
-    from google.auth import transport as google_auth_transport
-    from google.oauth2 import service_account as google_service_account
+    from google.auth import crypt as google_auth_crypt
+    from google.auth import jwt as google_auth_jwt
 except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
     HAS_GOOGLE_AUTH = False
     GOOGLE_AUTH_IMPORT_ERROR: Optional[str] = traceback.format_exc()
-    _TransportRequestBase: Any = object
-    _TransportResponseBase: Any = object
 else:
     HAS_GOOGLE_AUTH = True
     GOOGLE_AUTH_IMPORT_ERROR = None
-    _TransportRequestBase = google_auth_transport.Request
-    _TransportResponseBase = google_auth_transport.Response
 
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
 SCOPE_MAIL = "https://mail.google.com/"
@@ -80,10 +83,21 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 # Above this many seconds of difference from Google's clock, modules warn (JWTs are refused at ~5 min).
 CLOCK_OFFSET_WARN_SECONDS = 10.0
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# google-auth's service-account assertions live one hour; Google refuses longer ones.
+ASSERTION_LIFETIME_SECONDS = 3600
+# A pre-signed assertion with less than this left is not sent: it could expire on the way.
+ASSERTION_MARGIN_SECONDS = 60
+IDENTITY_FIELDS = ("client_id", "client_email", "private_key_id", "token_uri")
 
 
-def missing_google_library() -> Optional[Tuple[str, Optional[str]]]:
-    """``(name, import traceback)`` of the first library a node that talks to Google lacks, or None."""
+def missing_google_library(signing: bool = True) -> Optional[Tuple[str, Optional[str]]]:
+    """``(name, import traceback)`` of the first library a node that talks to Google lacks, or None.
+
+    With ``signing`` false (the node exchanges assertions signed elsewhere), nothing is needed.
+    """
+    if not signing:
+        return None
     for name, present, error in (
         ("google-auth", HAS_GOOGLE_AUTH, GOOGLE_AUTH_IMPORT_ERROR),
         ("requests", HAS_REQUESTS, REQUESTS_IMPORT_ERROR),
@@ -109,88 +123,112 @@ def _key_info_dict(key_info: Union[Mapping[str, Any], str, bytes]) -> Dict[str, 
     return dict(key_info)
 
 
-# --------------------------------------------------------------------------- transport
+def assertion_key(subject: str, scopes: Sequence[str]) -> str:
+    """How a pre-signed assertion is found again: the subject (case-folded) and its scopes, in order."""
+    return "%s %s" % (subject.strip().lower(), " ".join(scopes))
 
 
-class _TransportResponse(_TransportResponseBase):
-    """google-auth's view of a ``requests`` response."""
-
-    def __init__(self, response: Any) -> None:
-        self._response = response
-
-    @property
-    def status(self) -> int:
-        return int(self._response.status_code)
-
-    @property
-    def headers(self) -> Any:
-        return self._response.headers
-
-    @property
-    def data(self) -> bytes:
-        return self._response.content
+def _assertion_claims(assertion: str) -> Dict[str, Any]:
+    """The claims of a JWT (not verified: only the signer's own assertions are read, to see their expiry)."""
+    try:
+        payload = assertion.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8"))
+    except (IndexError, ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-class _TransportRequest(_TransportRequestBase):
-    """One token request's transport: the shared session plus this call's retry bookkeeping.
+class KeySigner:
+    """Signs delegated JWT assertions with the service-account key (google-auth; the key loaded once).
 
-    Created per :meth:`DelegatedTokenSource.token` call, so the counters need no locking.
+    ``token_uri`` replaces the key's as the assertion's audience and the exchange's URL (the lab).
+    Raises :class:`TokenError` (``token_invalid_key``, or ``token_other`` when google-auth is missing).
     """
 
-    def __init__(self, source: "DelegatedTokenSource") -> None:
-        self._source = source
-        self.attempts = 0
-        self.status: Optional[int] = None
-        self.server_date: Optional[str] = None
-
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
-        source = self._source
-        while True:
-            self.attempts += 1
-            try:
-                response = source._session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=timeout if timeout is not None else source.timeout,
-                    allow_redirects=False,
-                    **dict(source._request_options, **kwargs),
-                )
-            except Exception as exc:  # noqa: BLE001 - every transport failure is classified, none escapes raw
-                error = classify_token_exception(exc, attempts=self.attempts)
-                if error.retryable and self.attempts <= source.retries:
-                    source._sleep(backoff_delay(self.attempts, source.backoff_base, source.backoff_max, source._rng))
-                    continue
-                error.attempts = self.attempts
-                raise error from None
-            self.status = response.status_code
-            self.server_date = response.headers.get("Date")
-            if response.status_code == 200:
-                return _TransportResponse(response)
-            google_error, description = parse_token_error_body(response.content)
-            failure_class, retryable = classify_token_error(google_error, description, response.status_code)
-            if not retryable:
-                # google-auth turns it into a RefreshError, which token() classifies.
-                return _TransportResponse(response)
-            if self.attempts <= source.retries:
-                wait = retry_after_seconds(response.headers.get("Retry-After"), source.backoff_max)
-                if wait is None:
-                    wait = backoff_delay(self.attempts, source.backoff_base, source.backoff_max, source._rng)
-                source._sleep(wait)
-                continue
-            # Raised here, not returned: google-auth would otherwise retry on its own.
-            said = "%s: %s" % (google_error, description) if google_error else "HTTP %d" % response.status_code
+    def __init__(
+        self,
+        key_info: Union[Mapping[str, Any], str, bytes],
+        token_uri: Optional[str] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not HAS_GOOGLE_AUTH:
             raise TokenError(
-                failure_class,
-                "The token endpoint kept failing (%s) after %d attempts; Google may be having an outage, retry later."
-                % (said, self.attempts),
-                google_error,
-                description,
-                True,
-                response.status_code,
-                self.attempts,
+                "token_other",
+                "The Python library google-auth is required to sign with the service-account key on this node; "
+                "give the key as src or content so the controller signs, or install the collection's "
+                "requirements.txt for the interpreter Ansible uses here.",
             )
+        info = _key_info_dict(key_info)
+        try:
+            self._signer = google_auth_crypt.RSASigner.from_service_account_info(info)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            # The library's message may quote fields; say what failed without echoing anything from the key.
+            raise TokenError(
+                "token_invalid_key",
+                "The service-account key cannot be loaded (%s); validate it with "
+                "nupoint.gworkspace.service_account_key_info." % type(exc).__name__,
+            ) from None
+        self.identity = {name: str(info.get(name) or "") for name in IDENTITY_FIELDS}
+        self.identity["token_uri"] = token_uri or self.identity["token_uri"] or DEFAULT_TOKEN_URI
+        self._clock = clock
+
+    def assertion(self, subject: str, scopes: Sequence[str]) -> str:
+        now = int(self._clock())
+        payload = {
+            "iss": self.identity["client_email"],
+            "sub": subject,
+            "scope": " ".join(scopes),
+            "aud": self.identity["token_uri"],
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECONDS,
+        }
+        signed = google_auth_jwt.encode(self._signer, payload)
+        return signed.decode("ascii") if isinstance(signed, bytes) else str(signed)
+
+
+class PresignedAssertions:
+    """Assertions signed elsewhere (by the controller, :func:`sign_assertions`), for a node without google-auth.
+
+    ``presigned``: ``{"identity": {client_id, client_email, private_key_id, token_uri}, "assertions":
+    {assertion_key(subject, scopes): JWT}}``. Asking for a subject and scopes it has no assertion for, or
+    for one about to expire, raises ``TokenError``.
+    """
+
+    def __init__(self, presigned: Mapping[str, Any], clock: Callable[[], float] = time.time) -> None:
+        identity = presigned.get("identity") or {}
+        self.identity = {name: str(identity.get(name) or "") for name in IDENTITY_FIELDS}
+        self.identity["token_uri"] = self.identity["token_uri"] or DEFAULT_TOKEN_URI
+        self._assertions = dict(presigned.get("assertions") or {})
+        self._clock = clock
+
+    def assertion(self, subject: str, scopes: Sequence[str]) -> str:
+        assertion = self._assertions.get(assertion_key(subject, scopes))
+        if assertion is None:
+            raise TokenError(
+                "token_other",
+                "The controller signed no assertion for %s with %s; this is a bug in the action plugin, "
+                "please report it." % (subject, " ".join(scopes)),
+            )
+        expires = _assertion_claims(assertion).get("exp")
+        if isinstance(expires, (int, float)) and expires - ASSERTION_MARGIN_SECONDS <= self._clock():
+            raise TokenError(
+                "token_clock_skew",
+                "The assertion the controller signed for %s expires at %s (Unix time), and this node's clock says that "
+                "is less than %d s away: the task ran for more than an hour since the controller signed, or this "
+                "node's clock is ahead of the controller's. %s"
+                % (subject, int(expires), ASSERTION_MARGIN_SECONDS, hint("token_clock_skew")),
+            )
+        return assertion
+
+
+def sign_assertions(signer: KeySigner, requests: Iterable[Tuple[str, Sequence[str]]]) -> Dict[str, Any]:
+    """The ``presigned`` document for :class:`PresignedAssertions`: one assertion per ``(subject, scopes)``."""
+    assertions = {}
+    for subject, scopes in requests:
+        key = assertion_key(subject, scopes)
+        if key not in assertions:
+            assertions[key] = signer.assertion(subject.strip(), list(scopes))
+    return {"identity": dict(signer.identity), "assertions": assertions}
 
 
 class TokenResult:
@@ -215,11 +253,12 @@ class TokenResult:
 
 
 class DelegatedTokenSource:
-    """Mints domain-wide-delegation access tokens for many users from one loaded key.
+    """Mints domain-wide-delegation access tokens for many users.
 
-    ``key_info``: the service-account JSON key (dict or JSON text). ``scopes``: default scopes for
-    :meth:`token`. ``token_uri``: overrides the key's ``token_uri`` (the lab's emulated Google).
-    ``ca_path``: CA bundle to verify the endpoint with (default: the system/certifi store).
+    ``key_info``: the service-account JSON key (dict or JSON text), signed with by a :class:`KeySigner`;
+    or ``signer``: anything with ``identity`` and ``assertion(subject, scopes)`` (a
+    :class:`PresignedAssertions`). ``scopes``: default scopes for :meth:`token`. ``token_uri``: overrides
+    the key's (the lab's emulated Google). ``ca_path``: CA bundle to verify the endpoint with.
     ``timeout``: seconds per HTTP request. ``retries``: extra attempts for retryable failures.
     ``max_connections``: keep-alive pool size, set it to the caller's thread count.
     ``sleep``: backoff sleeps (``pool.deadline_sleep`` in a per-user run). ``rng``: injectable for tests.
@@ -228,7 +267,7 @@ class DelegatedTokenSource:
 
     def __init__(
         self,
-        key_info: Union[Mapping[str, Any], str, bytes],
+        key_info: Union[Mapping[str, Any], str, bytes, None] = None,
         scopes: Sequence[str] = DEFAULT_SCOPES,
         token_uri: Optional[str] = None,
         ca_path: Optional[str] = None,
@@ -241,31 +280,16 @@ class DelegatedTokenSource:
         rng: Callable[[], float] = random.random,
         session: Any = None,
         lean: bool = False,
+        signer: Any = None,
     ) -> None:
-        missing = missing_google_library()
-        if missing is not None:
-            raise TokenError(
-                "token_other",
-                "The Python library %s is required on the node that talks to Google; install the collection's "
-                "requirements.txt for the interpreter Ansible uses there." % missing[0],
-            )
-        info = _key_info_dict(key_info)
-        if token_uri:
-            info["token_uri"] = token_uri
-        info.setdefault("token_uri", DEFAULT_TOKEN_URI)
-        try:
-            self._base_credentials = google_service_account.Credentials.from_service_account_info(info)
-        except (ValueError, KeyError, TypeError) as exc:
-            # The library's message may quote fields; say what failed without echoing anything from the key.
-            raise TokenError(
-                "token_invalid_key",
-                "The service-account key cannot be loaded (%s); validate it with "
-                "nupoint.gworkspace.service_account_key_info." % type(exc).__name__,
-            ) from None
-        self.client_id: str = str(info.get("client_id", ""))
-        self.client_email: str = str(info.get("client_email", ""))
-        self.private_key_id: str = str(info.get("private_key_id", ""))
-        self.token_uri: str = info["token_uri"]
+        if signer is None:
+            signer = KeySigner(key_info if key_info is not None else {}, token_uri)
+        self._signer = signer
+        identity = signer.identity
+        self.client_id: str = identity["client_id"]
+        self.client_email: str = identity["client_email"]
+        self.private_key_id: str = identity["private_key_id"]
+        self.token_uri: str = identity["token_uri"]
         self.scopes: Tuple[str, ...] = tuple(scopes)
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
@@ -290,17 +314,60 @@ class DelegatedTokenSource:
 
     def mint(self, subject: str, scopes: Optional[Sequence[str]] = None) -> "TokenResult":
         """Like :meth:`token`, with what it took: attempts, HTTP status, the endpoint's ``Date``."""
-        credentials = self._base_credentials.with_subject(subject).with_scopes(
-            list(scopes) if scopes is not None else list(self.scopes)
-        )
-        request = _TransportRequest(self)
-        try:
-            credentials.refresh(request)
-        except TokenError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - RefreshError and anything else become one TokenError
-            raise classify_token_exception(exc, request.status, max(1, request.attempts)) from None
-        return TokenResult(credentials.token, credentials.expiry, request.attempts, request.status, request.server_date)
+        assertion = self._signer.assertion(subject, list(scopes) if scopes is not None else list(self.scopes))
+        body = urlencode({"grant_type": GRANT_TYPE, "assertion": assertion}).encode("ascii")
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                response = self._session.request(
+                    "POST",
+                    self.token_uri,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    **self._request_options,
+                )
+            except Exception as exc:  # noqa: BLE001 - every transport failure is classified, none escapes raw
+                error = classify_token_exception(exc, attempts)
+                if error.retryable and attempts <= self.retries:
+                    self._sleep(backoff_delay(attempts, self.backoff_base, self.backoff_max, self._rng))
+                    continue
+                raise error from None
+            status = int(response.status_code)
+            if status == 200:
+                return _token_result(response, attempts)
+            google_error, description = parse_token_error_body(response.content)
+            failure_class, retryable = classify_token_error(google_error, description, status)
+            said = "%s: %s" % (google_error, description) if google_error and description else google_error
+            if not retryable:
+                raise TokenError(
+                    failure_class,
+                    "Google refused the token request (%s). %s" % (said or "HTTP %d" % status, hint(failure_class)),
+                    google_error,
+                    description,
+                    False,
+                    status,
+                    attempts,
+                )
+            if attempts <= self.retries:
+                wait = retry_after_seconds(response.headers.get("Retry-After"), self.backoff_max)
+                if wait is None:
+                    wait = backoff_delay(attempts, self.backoff_base, self.backoff_max, self._rng)
+                self._sleep(wait)
+                continue
+            raise TokenError(
+                failure_class,
+                "The token endpoint kept failing (%s) after %d attempts; Google may be having an outage, retry later."
+                % (said or "HTTP %d" % status, attempts),
+                google_error,
+                description,
+                True,
+                status,
+                attempts,
+            )
 
     def clock_offset(self) -> Optional[float]:
         """Seconds Google's clock is ahead of this node's (negative: behind), from the token endpoint's ``Date``.
@@ -335,3 +402,22 @@ class DelegatedTokenSource:
             self.client_id,
             self.token_uri,
         )
+
+
+def _token_result(response: Any, attempts: int) -> TokenResult:
+    """The token in a 200 answer; a 200 without one is Google's (or a proxy's) fault, classed token_other."""
+    try:
+        data = json.loads(response.content.decode("utf-8"))
+        access_token = str(data["access_token"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise TokenError(
+            "token_other",
+            "The token endpoint answered HTTP 200 without an access token; is token_uri right (a proxy's page?)",
+            status=200,
+            attempts=attempts,
+        ) from None
+    expiry = None
+    if isinstance(data.get("expires_in"), (int, float)):
+        # Naive UTC, google-auth's convention for expiry.
+        expiry = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=time.time() + float(data["expires_in"]))
+    return TokenResult(access_token, expiry, attempts, 200, response.headers.get("Date"))

@@ -9,6 +9,7 @@ from ansible.module_utils.common import warnings
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_login
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import TokenError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
 from ansible_collections.nupoint.gworkspace.plugins.modules import imap_check as module
 from tests.unit import keyfactory as kf
 from tests.unit.plugins.module_utils._google.test_imap_login import (
@@ -43,12 +44,12 @@ def fakes(monkeypatch):
     server = FakeServer()
     source = ModuleTokenSource()
 
-    def new_token_source(key_info, scope, **kwargs):
-        json.loads(key_info)  # the key reached the module as one JSON string
-        source.created_with = dict(kwargs, scope=scope)
+    def token_source(self, scopes, max_connections, **kwargs):
+        json.loads(self.key_text())  # the key reached the module as one JSON string
+        source.created_with = dict(kwargs, scope=scopes[0], concurrency=max_connections)
         return source
 
-    monkeypatch.setattr(imap_login, "new_token_source", new_token_source)
+    monkeypatch.setattr(GoogleModule, "token_source", token_source)
     monkeypatch.setattr(imap_login, "ImapConnection", server.factory)
     return server, source
 

@@ -13,6 +13,8 @@ from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultLib, VaultSecret
 
+from ansible_collections.nupoint.gworkspace.plugins.action.delegation_check import ActionModule as DelegationAction
+from ansible_collections.nupoint.gworkspace.plugins.action.imap_check import ActionModule as ImapCheckAction
 from ansible_collections.nupoint.gworkspace.plugins.action.msl_oauth_credentials import (
     ActionModule as MslCredentialsAction,
 )
@@ -232,6 +234,13 @@ def test_scrub_invocation_restores_task_key_options():
 class FakeKeyAction(FakeAction):
     MODULE_NAME = "nupoint.gworkspace.delegation_check"
     KEY_OPTION_NAMES = GoogleApiActionBase.KEY_OPTION_NAMES
+    signing_requests = DelegationAction.signing_requests
+
+
+class FakeApiAction(FakeAction):
+    MODULE_NAME = "nupoint.gworkspace.gmail_imap_settings"
+    KEY_OPTION_NAMES = GoogleApiActionBase.KEY_OPTION_NAMES
+    signing_requests = GoogleApiActionBase.signing_requests
 
 
 def test_google_api_actions_refuse_p12_and_two_key_sources(loader, files):
@@ -252,12 +261,35 @@ def test_google_api_actions_refuse_p12_and_two_key_sources(loader, files):
 
 def test_google_api_actions_hand_over_content_or_leave_path(loader, files):
     _key, paths = files
-    action = FakeKeyAction(loader)
-    from_src = GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "subjects": ["a@example.test"]})
+    action = FakeApiAction(loader)
+    from_src = GoogleApiActionBase.build_module_args(action, {"src": paths["json"], "users": ["a@example.test"]})
     with open(paths["json"]) as handle:
-        assert from_src == {"content": handle.read(), "subjects": ["a@example.test"]}
+        assert from_src == {"content": handle.read(), "users": ["a@example.test"]}
     on_node = {"path": "/var/lib/nupoint/oauth/service-account.json", "subjects": ["a@example.test"]}
-    assert GoogleApiActionBase.build_module_args(action, on_node) == on_node
+    assert GoogleApiActionBase.build_module_args(FakeKeyAction(loader), on_node) == on_node
+
+
+def test_signing_actions_hand_over_assertions_not_the_key(loader, files):
+    key, paths = files
+    action = FakeKeyAction(loader)
+    task_args = {
+        "src": paths["json"],
+        "subjects": [" a@example.test", "B@example.test", ""],
+        "scopes": ["https://mail.google.com/", "https://www.googleapis.com/auth/gmail.settings.basic"],
+        "token_uri": "https://127.0.0.1:1/token",
+    }
+    module_args = GoogleApiActionBase.build_module_args(action, task_args)
+    assert "content" not in module_args and "src" not in module_args
+    presigned = module_args["presigned"]
+    assert presigned["identity"]["token_uri"] == "https://127.0.0.1:1/token"
+    assert sorted(presigned["assertions"]) == [
+        "a@example.test https://mail.google.com/",
+        "a@example.test https://www.googleapis.com/auth/gmail.settings.basic",
+        "b@example.test https://mail.google.com/",
+        "b@example.test https://www.googleapis.com/auth/gmail.settings.basic",
+    ]
+    dumped = json.dumps(module_args)
+    assert not [marker for marker in kf.secret_markers(key) if marker in dumped]
 
 
 def test_msl_credentials_action_refuses_an_unexpected_key_before_msl(loader, files):
@@ -289,6 +321,8 @@ class RecordingAction(ks.KeyActionBase):
 
     def build_module_args(self, task_args):
         return GoogleApiActionBase.build_module_args(self, task_args)
+
+    signing_requests = ImapCheckAction.signing_requests
 
     def _execute_module(self, **kwargs):
         self.executed = kwargs
@@ -323,8 +357,10 @@ def test_run_wraps_async_like_the_normal_action(loader, files, async_val, native
     result = action.run(task_vars={})
     assert action.executed["wrap_async"] is wrap_async
     assert action.executed["module_name"] == "nupoint.gworkspace.imap_check"
-    with open(paths["json"]) as handle:
-        assert action.executed["module_args"]["content"] == handle.read()
+    assert list(action.executed["module_args"]["presigned"]["assertions"]) == [
+        "a@example.test https://mail.google.com/"
+    ]
+    assert "content" not in action.executed["module_args"]
     # The async wrapper removes its own tmp dir when the job ends; otherwise the action does, as `normal` does.
     assert action.removed == ([] if wrap_async else ["/remote/tmp/ansible-tmp-1"])
     assert result["invocation"]["module_args"] == {"src": paths["json"], "users": ["a@example.test"]}

@@ -97,44 +97,10 @@ CLASSIFICATION_CASES = [
 ]
 
 
-def refresh_error_new_shape(body):
-    """google-auth >= 2: args = ("error: description", response_dict)."""
-    return google_exceptions.RefreshError(
-        "%s: %s" % (body["error"], body.get("error_description")), body, retryable=False
-    )
-
-
-def refresh_error_old_shape(body):
-    """Older google-auth: args = ("error: description", raw JSON body text)."""
-    return google_exceptions.RefreshError("%s: %s" % (body["error"], body.get("error_description")), json.dumps(body))
-
-
 @pytest.mark.parametrize(("body", "status", "failure_class", "retryable"), CLASSIFICATION_CASES)
 def test_classify_google_error_bodies(body, status, failure_class, retryable):
     error, description = fl.parse_token_error_body(json.dumps(body).encode())
     assert fl.classify_token_error(error, description, status) == (failure_class, retryable)
-
-
-@pytest.mark.parametrize("shape", [refresh_error_new_shape, refresh_error_old_shape])
-@pytest.mark.parametrize(
-    ("body", "failure_class"), [(c[0], c[2]) for c in CLASSIFICATION_CASES if isinstance(c[0]["error"], str)]
-)
-def test_classify_refresh_error_both_shapes(shape, body, failure_class):
-    exc = shape(body)
-    token_error = fl.classify_token_exception(exc)
-    assert token_error.failure_class == failure_class
-    assert token_error.google_error == body["error"]
-    assert token_error.google_description == body.get("error_description")
-    assert body["error"] in token_error.msg
-
-
-def test_refresh_error_with_only_a_message():
-    exc = google_exceptions.RefreshError("invalid_grant: Invalid email or User ID")
-    assert fl.refresh_error_details(exc) == ("invalid_grant", "Invalid email or User ID")
-    assert fl.classify_token_exception(exc).failure_class == "token_invalid_user"
-    odd = fl.classify_token_exception(google_exceptions.RefreshError("No access token in response."))
-    assert odd.failure_class == "token_other"
-    assert odd.google_error is None
 
 
 def test_non_json_error_body():
@@ -260,8 +226,9 @@ def test_retry_after():
 
 def test_google_argument_spec_options():
     spec = gm.google_argument_spec()
-    assert set(spec) == {"token_uri", "ca_path", "timeout", "retries", "api_base_url"}
+    assert set(spec) == {"token_uri", "ca_path", "timeout", "retries", "api_base_url", "presigned"}
     assert spec["timeout"]["default"] == tk.DEFAULT_TIMEOUT
+    assert spec["presigned"]["no_log"] is True
 
 
 def test_missing_google_library_is_none_with_both_installed(monkeypatch):
@@ -519,3 +486,78 @@ def test_ca_path_beats_requests_ca_bundle_on_a_real_session(key_data, monkeypatc
         "https://127.0.0.1/token", {}, None, source._request_options.get("verify"), None
     )
     assert prepared["verify"] == str(tmp_path / "lab.pem")
+
+
+# --------------------------------------------------------------------------- signed on the controller, exchanged on the node
+
+
+def test_signature_verifies_with_the_keys_public_key(key_data):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signer = tk.KeySigner(key_data, token_uri="https://127.0.0.1:1/token", clock=lambda: 1_700_000_000)
+    assertion = signer.assertion("user0001@example.test", ["https://mail.google.com/"])
+    header, payload, signature = assertion.split(".")
+    public_key = serialization.load_pem_private_key(key_data["private_key"].encode(), None).public_key()
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    public_key.verify(raw, ("%s.%s" % (header, payload)).encode(), padding.PKCS1v15(), hashes.SHA256())
+    claims = tk._assertion_claims(assertion)
+    assert claims == {
+        "iss": kf.CLIENT_EMAIL,
+        "sub": "user0001@example.test",
+        "scope": "https://mail.google.com/",
+        "aud": "https://127.0.0.1:1/token",
+        "iat": 1_700_000_000,
+        "exp": 1_700_003_600,
+    }
+    assert signer.identity["token_uri"] == "https://127.0.0.1:1/token"
+    assert signer.identity["private_key_id"] == key_data["private_key_id"]
+
+
+def test_presigned_assertions_are_exchanged_without_the_key(key_data):
+    signer = tk.KeySigner(key_data, token_uri="https://127.0.0.1:1/token")
+    users = ["User0001@Example.test", "user0002@example.test", "user0001@example.test"]
+    presigned = tk.sign_assertions(signer, [(user, ["https://mail.google.com/"]) for user in users])
+    assert len(presigned["assertions"]) == 2  # one per subject and scopes, case-folded
+    dumped = json.dumps(presigned)
+    assert "PRIVATE KEY" not in dumped
+    assert key_data["private_key"].splitlines()[1] not in dumped
+    session = FakeSession(ok_response())
+    source = tk.DelegatedTokenSource(signer=tk.PresignedAssertions(presigned), session=session)
+    assert (source.client_email, source.token_uri) == (kf.CLIENT_EMAIL, "https://127.0.0.1:1/token")
+    token, _expiry = source.token("user0002@example.test")
+    assert token == "ya29.unit-token-value"
+    sent = urllib.parse.parse_qs(session.requests[0]["data"].decode())
+    assert sent["assertion"][0] == presigned["assertions"]["user0002@example.test https://mail.google.com/"]
+    assert sent["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+
+
+def test_presigned_assertion_missing_or_expiring_is_refused_before_any_request(key_data):
+    now = [1_700_000_000.0]
+    signer = tk.KeySigner(key_data, clock=lambda: now[0])
+    presigned = tk.sign_assertions(signer, [("user0001@example.test", ["https://mail.google.com/"])])
+    assertions = tk.PresignedAssertions(presigned, clock=lambda: now[0])
+    with pytest.raises(fl.TokenError) as missing:
+        assertions.assertion("user0009@example.test", ["https://mail.google.com/"])
+    assert missing.value.failure_class == "token_other"
+    now[0] += 3600 - 30
+    with pytest.raises(fl.TokenError) as expiring:
+        assertions.assertion("user0001@example.test", ["https://mail.google.com/"])
+    assert expiring.value.failure_class == "token_clock_skew"
+    assert "1700003600" in expiring.value.msg
+
+
+def test_a_200_without_a_token_is_token_other(key_data):
+    session = FakeSession(FakeResponse(200, b"<html>proxy login</html>"))
+    source = make_source(key_data, session)[0]
+    with pytest.raises(fl.TokenError) as caught:
+        source.token("user0001@example.test")
+    assert (caught.value.failure_class, caught.value.status) == ("token_other", 200)
+
+
+def test_key_signer_without_google_auth_says_how_to_do_without(key_data, monkeypatch):
+    monkeypatch.setattr(tk, "HAS_GOOGLE_AUTH", False)
+    with pytest.raises(fl.TokenError) as caught:
+        tk.KeySigner(key_data)
+    assert "give the key as src or content so the controller signs" in caught.value.msg
+    assert tk.missing_google_library(signing=False) is None
