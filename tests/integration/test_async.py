@@ -2,14 +2,16 @@
 
 Two ways users run a long check: ``async`` + ``poll`` (the executor polls with async_status), and ``poll: 0``
 followed by ``async_status`` until the job has finished. The key is read on the controller by the action plugin
-and handed to the async job as ``no_log`` ``content``: it must not show in the ``-vvv`` output, in the results,
-or in the job's result file that the async wrapper leaves on the node (``ANSIBLE_ASYNC_DIR``).
+and signed with there; the async job gets the signed assertions as ``no_log`` ``presigned``. Neither the key nor
+an assertion may show in the ``-vvv`` output, in the results, or in the job's result file that the async wrapper
+leaves on the node (``ANSIBLE_ASYNC_DIR``).
 
 The key options and the Google connection options come from ``module_defaults`` on the action group
 ``gworkspace_google``, so the group is exercised the way the README recommends.
 """
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 USERS = 500
 NO_LOG = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+JWT = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,7 @@ def assert_no_key(lab: Lab, text: str, where: str) -> None:
     for marker in key_markers(lab):
         assert marker not in text, "key material in %s" % where
     assert "ya29." not in text, "access token in %s" % where
+    assert not JWT.search(text), "a signed JWT assertion in %s" % where
 
 
 def imap_play(lab: Lab, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -134,8 +138,9 @@ def test_async_with_poll(lab: Lab, users500: list[str], lab_reset: Lab, tmp_path
     assert_all_ok(result)
     assert result["finished"] == 1
     assert result["ansible_job_id"]
-    # Polled results come from async_status, not through the action plugin: content shows masked, never the key.
-    assert result["invocation"]["module_args"]["content"] == NO_LOG
+    # Polled results come from async_status, not through the action plugin: the assertions show masked.
+    assert result["invocation"]["module_args"]["presigned"] == NO_LOG
+    assert result["invocation"]["module_args"].get("content") is None
     # The executor removes the job file once it has polled the result.
     assert not (async_dir / result["ansible_job_id"]).exists()
 
@@ -164,7 +169,7 @@ def test_async_fire_and_forget_then_async_status(lab: Lab, users500: list[str], 
     assert "summary" not in started
     result = run.result("wait")
     assert_all_ok(result)
-    assert result["invocation"]["module_args"]["content"] == NO_LOG
+    assert result["invocation"]["module_args"]["presigned"] == NO_LOG
 
     # async_status in its default mode leaves the job file: what the wrapper wrote on the node.
     job_file = async_dir / started["ansible_job_id"]
@@ -173,8 +178,9 @@ def test_async_fire_and_forget_then_async_status(lab: Lab, users500: list[str], 
     job = json.loads(text)
     assert job["summary"]["ok"] == USERS
     assert job["client_id"] == lab.client_id
-    assert job["invocation"]["module_args"]["content"] == NO_LOG
-    # src stays on the controller: the module was handed content only.
+    assert job["invocation"]["module_args"]["presigned"] == NO_LOG
+    # src stays on the controller, and so does the key: the module was handed the signed assertions only.
     assert job["invocation"]["module_args"].get("src") is None
+    assert job["invocation"]["module_args"].get("content") is None
     for leftover in async_dir.iterdir():
         assert_no_key(lab, leftover.read_text(errors="replace"), "the async dir file %s" % leftover)
