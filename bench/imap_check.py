@@ -273,7 +273,7 @@ def run_module(lab, users_file, concurrency, port, token_uri, workdir):
     presigned, signing = presign(lab, users_file, token_uri)
     args = {
         "ANSIBLE_MODULE_ARGS": {
-            "presigned": presigned,
+            "presigned": json.dumps(presigned),
             "users_file": users_file,
             "token_uri": token_uri,
             "ca_path": lab.ca_path,

@@ -53,7 +53,7 @@ options:
         (a stock MSL host) then needs neither the key nor google-auth, only the Python standard library to trade the
         assertions for tokens.
       - The assertions are valid for one hour from the moment the controller signed them.
-    type: dict
+    type: str
 requirements:
   - google-auth >= 2.20 and requests >= 2.25 on the controller. On the node that runs the module, nothing beyond the
     Python standard library when the key is given as O(src) or O(content) to a module that signs on the controller

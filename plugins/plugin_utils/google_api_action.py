@@ -20,6 +20,7 @@ Subclasses set ``MODULE_NAME`` and, to sign on the controller, :meth:`signing_re
 """
 
 import base64
+import json
 from typing import Any
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import TokenError
@@ -51,7 +52,8 @@ class GoogleApiActionBase(KeyActionBase):
             return module_args
         try:
             signer = KeySigner(key.content, token_uri=task_args.get("token_uri"))
-            module_args["presigned"] = sign_assertions(signer, requests)
+            # A string: see "presigned" in module_utils/_google/module.py for why not a dict.
+            module_args["presigned"] = json.dumps(sign_assertions(signer, requests), separators=(",", ":"))
         except TokenError as exc:
             reason = "missing_library" if exc.failure_class == "token_other" else "bad_private_key"
             raise KeySourceError(exc.msg, reason, "src", failure_class=exc.failure_class) from None

@@ -8,6 +8,7 @@ directory, config db and event log exactly as they were.
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -359,9 +360,9 @@ def test_no_key_material_at_vvv(lab, lab_reset, msl_clean, tmp_path):
                 ),
                 info(),
                 {
-                    "name": "delegation from MSL with the installed key",
+                    "name": "delegation from MSL, signed on the controller",
                     "nupoint.gworkspace.delegation_check": {
-                        "path": "{{ gworkspace_msl_credential_dir }}/service-account.json",
+                        "src": "{{ gworkspace_key_file }}",
                         "subjects": ["{{ gworkspace_admin_subject }}", "ghost@example.test"],
                         "token_uri": "{{ gworkspace_token_uri }}",
                         "ca_path": "{{ gworkspace_ca_path }}",
@@ -387,8 +388,9 @@ def test_no_key_material_at_vvv(lab, lab_reset, msl_clean, tmp_path):
     output = run.stdout + run.stderr
     assert run.rc == 0, output
     assert lab.client_id in output  # the output is there, and ids are not masked
-    assert run.result("delegation from MSL with the installed key")["checks"][0]["authorized"] is True
+    assert run.result("delegation from MSL, signed on the controller")["checks"][0]["authorized"] is True
     assert "ya29." not in output
+    assert not re.search(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}", output)  # no signed assertion
     for marker in kf.secret_markers(lab_key(lab)):
         assert marker not in output
     p12_b64 = base64.b64encode(Path(lab.p12_file).read_bytes()).decode()

@@ -23,6 +23,7 @@ It does once what each Google-facing module did by hand::
 Parses as Python 3.6.
 """
 
+import json
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -57,7 +58,9 @@ def google_argument_spec() -> Dict[str, Dict[str, Any]]:
         api_base_url=dict(type="str"),
         # Set by the action plugin, not by hand: JWT assertions the controller signed with the key, so a
         # node without google-auth (a stock MSL host) only exchanges them (token.PresignedAssertions).
-        presigned=dict(type="dict", no_log=True),
+        # One JSON string, not a dict: no_log masks every value of a dict wherever it appears (the
+        # client ID, each user's address), but a string only where the whole string appears.
+        presigned=dict(type="str", no_log=True),
     )
 
 
@@ -110,7 +113,7 @@ class GoogleModule(AnsibleModule):
         options = self._connection()
         options.update(kwargs)
         if self.params["presigned"] is not None:
-            options["signer"] = PresignedAssertions(self.params["presigned"])
+            options["signer"] = PresignedAssertions(json.loads(self.params["presigned"]))
             return DelegatedTokenSource(scopes=scopes, max_connections=max_connections, **options)
         return DelegatedTokenSource(
             self.key_text(), scopes, token_uri=self.params["token_uri"], max_connections=max_connections, **options

@@ -280,7 +280,7 @@ def test_signing_actions_hand_over_assertions_not_the_key(loader, files):
     }
     module_args = GoogleApiActionBase.build_module_args(action, task_args)
     assert "content" not in module_args and "src" not in module_args
-    presigned = module_args["presigned"]
+    presigned = json.loads(module_args["presigned"])
     assert presigned["identity"]["token_uri"] == "https://127.0.0.1:1/token"
     assert sorted(presigned["assertions"]) == [
         "a@example.test https://mail.google.com/",
@@ -357,7 +357,7 @@ def test_run_wraps_async_like_the_normal_action(loader, files, async_val, native
     result = action.run(task_vars={})
     assert action.executed["wrap_async"] is wrap_async
     assert action.executed["module_name"] == "nupoint.gworkspace.imap_check"
-    assert list(action.executed["module_args"]["presigned"]["assertions"]) == [
+    assert list(json.loads(action.executed["module_args"]["presigned"])["assertions"]) == [
         "a@example.test https://mail.google.com/"
     ]
     assert "content" not in action.executed["module_args"]
