@@ -222,7 +222,7 @@ class Lab:
 
     def reset_msl(self, host: str) -> None:
         """Back to a freshly generated host (initial db, backup of it, no credentials, empty event log)."""
-        msl.create_host(self.cfg, msl.check_host(host), str(self.data["python"]))
+        msl.create_host(self.cfg, msl.check_host(host), str(self.data["msl_python"]))
         msl.backup(self.cfg, host)
 
     def ssh(

@@ -189,6 +189,15 @@ class LabConfig:
         return self.msl_dir / host
 
     @property
+    def msl_python_dir(self) -> Path:
+        """A venv with no packages: the MSL hosts' Python, standard library only, like a stock MSL's."""
+        return self.state_dir / "msl-python"
+
+    @property
+    def msl_python(self) -> Path:
+        return self.msl_python_dir / "bin" / "python3"
+
+    @property
     def msl_backup_dir(self) -> Path:
         return self.state_dir / "msl-backups"
 
@@ -214,6 +223,7 @@ class LabConfig:
             self.sntp_dir,
             self.ssh_dir,
             self.msl_dir,
+            self.msl_python_dir,
             self.msl_backup_dir,
         )
 

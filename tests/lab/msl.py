@@ -15,6 +15,8 @@ credential files, and logs the ``post-restore`` event.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.lab import config as labconfig
@@ -65,6 +67,22 @@ def install_tools(cfg: labconfig.LabConfig, host: str, python: str) -> None:
         tmp.write_text(f"#!{python}\n{source}")
         tmp.chmod(0o755)
         tmp.replace(script)
+
+
+def create_stdlib_python(cfg: labconfig.LabConfig) -> str:
+    """A Python with the standard library and nothing else, for the MSL hosts (and their db tools).
+
+    A stock MSL host has its Enterprise Linux Python and no package from PyPI; a venv without pip and
+    without the system's site-packages is the closest this machine has. Modules that would need
+    google-auth, requests or cryptography on MSL fail here as they would there.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--clear", str(cfg.msl_python_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(cfg.msl_python)
 
 
 def create_host(cfg: labconfig.LabConfig, host: str, python: str) -> None:

@@ -100,11 +100,12 @@ def generate(cfg: LabConfig, users_count: int = labconfig.DEFAULT_USERS) -> dict
     users = labconfig.user_addresses(users_count)
     fixtures.write_users_file(cfg, users)
     python = sys.executable
+    msl_python = msl.create_stdlib_python(cfg)
     for host in labconfig.MSL_HOSTS:
-        msl.create_host(cfg, host, python)
+        msl.create_host(cfg, host, msl_python)
         msl.backup(cfg, host)
     sntp.write_offset(cfg.sntp_offset_file, 0.0)
-    inventory.write(cfg, python)
+    inventory.write(cfg, python, msl_python, account)
     sshd.ensure_client_key(cfg)
     return {
         "version": LAB_JSON_VERSION,
@@ -112,6 +113,7 @@ def generate(cfg: LabConfig, users_count: int = labconfig.DEFAULT_USERS) -> dict
         "state_dir": str(cfg.state_dir),
         "repo_root": str(labconfig.REPO_ROOT),
         "python": python,
+        "msl_python": msl_python,
         "owner": "cli",
         "port_base": cfg.port_base,
         "ports": {
