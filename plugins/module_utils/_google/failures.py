@@ -10,6 +10,9 @@ Every Google-facing module, report and document speaks these classes (DESIGN.md)
     imap_disabled  imap_auth_failed  imap_other                  the IMAP server's refusal
     api_error                                                    a Google REST API refused or failed
 
+An IAM / Service Usage ``api_error`` also says why (:data:`API_REFUSALS`: org_policy, key_quota,
+service_disabled, permission_denied, not_found, already_exists) in :class:`ApiRefusal`.
+
 This file holds, for each class, what fixes it (:data:`HINTS`, :func:`hint`), whether a second try can
 succeed (the classifiers return ``(failure_class, retryable)``), the classifiers themselves (token
 endpoint answers, REST API error envelopes, IMAP refusal texts, transport exceptions), the exception
@@ -501,6 +504,123 @@ def classify_api_error(
     if status == 403 and (reason in _SCOPE_REASONS or "insufficient authentication scopes" in (message or "").lower()):
         return "token_unauthorized_scope", False
     return API_FAILURE_CLASS, False
+
+
+# --------------------------------------------------------------------------- IAM and Service Usage refusals
+#
+# Why a call that manages the project (IAM keys and service accounts, Service Usage) was refused. These are
+# not per-user outcomes, so the per-user vocabulary above is unchanged: such a failure's ``failure_class`` is
+# ``api_error`` and ``refusal`` (one of API_REFUSALS) says which refusal it was and, with API_REFUSAL_HINTS,
+# who can lift it.
+
+REFUSAL_ORG_POLICY = "org_policy"
+REFUSAL_KEY_QUOTA = "key_quota"
+REFUSAL_SERVICE_DISABLED = "service_disabled"
+REFUSAL_PERMISSION_DENIED = "permission_denied"
+REFUSAL_NOT_FOUND = "not_found"
+REFUSAL_ALREADY_EXISTS = "already_exists"
+API_REFUSALS = (
+    REFUSAL_ORG_POLICY,
+    REFUSAL_KEY_QUOTA,
+    REFUSAL_SERVICE_DISABLED,
+    REFUSAL_PERMISSION_DENIED,
+    REFUSAL_NOT_FOUND,
+    REFUSAL_ALREADY_EXISTS,
+)
+ORG_POLICY_KEY_CREATION = "constraints/iam.disableServiceAccountKeyCreation"
+MAX_KEYS_PER_SERVICE_ACCOUNT = 10
+API_REFUSAL_HINTS = {
+    REFUSAL_ORG_POLICY: (
+        "The organisation policy %s forbids creating service-account keys (Google enforces it by default in "
+        "organisations created on or after 3 May 2024). Only an Organization Policy Administrator "
+        "(roles/orgpolicy.policyAdmin, granted at the organisation; Organization Administrator alone is not enough) "
+        "can lift it, best for this project only: Google Cloud console > IAM & Admin > Organization Policies > "
+        "'Disable service account key creation' > Override parent's policy > Not enforced; or "
+        "'gcloud resource-manager org-policies disable-enforce iam.disableServiceAccountKeyCreation --project=PROJECT'. "
+        "Changes can take several minutes to apply." % ORG_POLICY_KEY_CREATION
+    ),
+    REFUSAL_KEY_QUOTA: (
+        "A service account holds at most %d user-managed keys and this one has them all. Delete keys no MSL host "
+        "uses (nupoint.gworkspace.service_account_keys_info lists them with their age; "
+        "nupoint.gworkspace.service_account_key state=absent deletes one), then try again."
+        % MAX_KEYS_PER_SERVICE_ACCOUNT
+    ),
+    REFUSAL_SERVICE_DISABLED: (
+        "The API is not enabled in the Google Cloud project the credential belongs to: enable it at the link in the "
+        "message (or list it in nupoint.gworkspace.service_account's services option), wait a few minutes for it to propagate, "
+        "and retry."
+    ),
+    REFUSAL_PERMISSION_DENIED: (
+        "The admin credential may not do this. Managing keys needs roles/iam.serviceAccountKeyAdmin on the service "
+        "account or its project; creating service accounts roles/iam.serviceAccountAdmin (or "
+        "roles/iam.serviceAccountCreator); enabling APIs roles/serviceusage.serviceUsageAdmin. Grant the role to the "
+        "admin credential's identity (Google Cloud console > IAM & Admin > IAM), or use another credential."
+    ),
+    REFUSAL_NOT_FOUND: (
+        "Google does not know this service account, key or project: check the e-mail address, key ID and project "
+        "ID (the service account or key may have been deleted)."
+    ),
+    REFUSAL_ALREADY_EXISTS: "It exists already.",
+}
+_ACTIVATION_URL = re.compile(r"https://console\.(?:developers|cloud)\.google\.com/apis/api/[^\s\"'<>]+")
+
+
+def activation_url(message: Optional[str]) -> Optional[str]:
+    """The "enable this API" link of Google's SERVICE_DISABLED / accessNotConfigured message, if it has one."""
+    found = _ACTIVATION_URL.search(message or "")
+    return found.group(0).rstrip(".,)") if found else None
+
+
+def classify_api_refusal(
+    status: Optional[int],
+    api_status: Optional[str],
+    reason: Optional[str],
+    message: Optional[str],
+    creating_key: bool = False,
+) -> Optional[str]:
+    """Which of :data:`API_REFUSALS` an IAM / Service Usage error answer is, or None (another failure).
+
+    Google answers the 10-key limit with a bare ``400 FAILED_PRECONDITION "Precondition check failed."``, so it is
+    only recognised as such for a key creation (``creating_key``); the organisation policy says so in its message.
+    """
+    text = (message or "").lower()
+    if "key creation is not allowed" in text or "disableserviceaccountkeycreation" in text:
+        return REFUSAL_ORG_POLICY
+    if reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in text:
+        return REFUSAL_SERVICE_DISABLED
+    if creating_key and api_status == "FAILED_PRECONDITION":
+        return REFUSAL_KEY_QUOTA
+    if status == 403 and reason not in _SCOPE_REASONS:
+        return REFUSAL_PERMISSION_DENIED
+    if status == 404:
+        return REFUSAL_NOT_FOUND
+    if status == 409:
+        return REFUSAL_ALREADY_EXISTS
+    return None
+
+
+class ApiRefusal(GoogleApiError):
+    """An IAM / Service Usage call was refused for a reason an administrator can fix: ``refusal`` is one of
+    :data:`API_REFUSALS`; ``activation_url`` the link that enables a disabled API."""
+
+    def __init__(self, refusal: str, message: str, source: GoogleApiError, activation: Optional[str] = None) -> None:
+        super().__init__(
+            source.failure_class,
+            message,
+            source.status,
+            source.api_status,
+            source.reason,
+            source.google_message,
+            source.retryable,
+            source.attempts,
+        )
+        self.refusal = refusal
+        self.activation_url = activation
+
+    def as_result(self) -> Dict[str, Any]:
+        result = super().as_result()
+        result.update(refusal=self.refusal, activation_url=self.activation_url)
+        return result
 
 
 # --------------------------------------------------------------------------- IMAP

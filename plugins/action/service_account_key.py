@@ -1,0 +1,155 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for service_account_key: the admin credential read on the controller (or none: ADC), the
+controller's key file ``dest`` read (vault-aware) to learn which key it holds, and a created key written to
+``dest`` here, vault-encrypted when a vault secret is configured.
+
+Why the controller writes ``dest``: ansible-vault's secrets live in the controller process only. The module
+hands the created key back in one private result field (``key_handover``), which this plugin removes from the
+result before anything else sees it, encrypts, and writes 0600 atomically. Without a vault secret the module
+writes ``dest`` itself (0600) where it runs, which is the controller (``delegate_to: localhost``).
+"""
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.parsing.vault import VaultLib, is_encrypted, match_encrypt_secret
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import key_option_names
+from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import (
+    KeyActionBase,
+    KeySourceError,
+    load_key,
+    module_args_with_key,
+    scrub_invocation,
+)
+
+HANDOVER_FIELD = "_nupoint_key_file"
+
+
+class AdminCredentialActionBase(KeyActionBase):
+    """The IAM / Service Usage modules: the key options are the admin credential, optional (ADC without one)."""
+
+    KEY_OPTION_NAMES = key_option_names(p12=False, node=True)
+
+    def build_module_args(self, task_args: dict[str, Any]) -> dict[str, Any]:
+        return module_args_with_key(task_args, load_key(self, task_args, required=False))
+
+
+def held_key(action: Any, dest: str, account: str) -> tuple[str | None, bool]:
+    """``(private_key_id, vault_encrypted)`` of the key file at ``dest`` on the controller, or ``(None, False)``."""
+    path = os.path.expanduser(dest)
+    if not os.path.exists(path):
+        return None, False
+    with open(path, "rb") as handle:
+        encrypted = is_encrypted(handle.read())
+    try:
+        real = action._loader.get_real_file(path, decrypt=True)
+    except Exception as exc:  # noqa: BLE001 - AnsibleError and friends: typically no vault password
+        raise KeySourceError("Cannot read dest %s: %s" % (dest, to_text(exc)), "read_error", "dest") from None
+    try:
+        with open(real, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8-sig"))
+    except ValueError:
+        raise KeySourceError(
+            "dest %s is not a JSON key file; refusing to overwrite it." % dest, "not_json", "dest"
+        ) from None
+    finally:
+        action._loader.cleanup_tmp_file(real)
+    if not isinstance(data, dict) or str(data.get("client_email", "")).lower() != account.lower():
+        raise KeySourceError(
+            "dest %s holds a key of %s, not of %s; refusing to overwrite it."
+            % (dest, data.get("client_email") if isinstance(data, dict) else "?", account),
+            "wrong_account",
+            "dest",
+        )
+    return str(data.get("private_key_id") or "") or None, encrypted
+
+
+def write_private(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".nupoint-key-", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ActionModule(AdminCredentialActionBase):
+    MODULE_NAME = "nupoint.gworkspace.service_account_key"
+
+    def _vault_secret(self, task_args: dict[str, Any]) -> tuple[str, Any] | None:
+        secrets = list(getattr(getattr(self._loader, "_vault", None), "secrets", None) or [])
+        if not secrets:
+            return None
+        found = match_encrypt_secret(secrets, task_args.get("vault_id"))
+        return found
+
+    def build_module_args(self, task_args: dict[str, Any]) -> dict[str, Any]:
+        module_args = super().build_module_args(task_args)
+        self._secret = None
+        creating = task_args.get("state", "present") == "present" and task_args.get("key_id") is None
+        dest = task_args.get("dest")
+        if not creating or not dest:
+            return module_args
+        module_args["dest"] = os.path.abspath(os.path.expanduser(to_text(dest)))
+        key_id, _encrypted = held_key(self, module_args["dest"], to_text(task_args.get("service_account", "")))
+        if key_id:
+            module_args["dest_key_id"] = key_id
+        encrypt = task_args.get("encrypt", "auto")
+        secret = self._vault_secret(task_args) if encrypt != "none" else None
+        if encrypt == "vault" and secret is None:
+            raise KeySourceError(
+                "encrypt=vault needs a vault secret: run with --ask-vault-pass or --vault-id.",
+                "no_vault_secret",
+                "encrypt",
+            )
+        if secret is not None:
+            if self._task.async_val:
+                raise KeySourceError(
+                    "service_account_key cannot create a vault-encrypted key under async: the job's result file would "
+                    "hold the key unencrypted.",
+                    "async",
+                    "dest",
+                )
+            module_args["key_handover"] = True
+            self._secret = secret
+        return module_args
+
+    def run(self, tmp=None, task_vars=None):
+        self._secret = None
+        result = super().run(tmp, task_vars)
+        key_file = result.pop(HANDOVER_FIELD, None)
+        if key_file is None:
+            if result.get("created") and not result.get("failed") and result.get("vault_encrypted") is False:
+                result.setdefault("warnings", []).append(
+                    "The new key was written to %s unencrypted (mode 0600): no vault secret is configured. Encrypt it "
+                    "with ansible-vault encrypt, or run with --ask-vault-pass." % result.get("dest")
+                )
+            return result
+        task_args = dict(self._task.args)
+        try:
+            vault_id, secret = self._secret
+            vault = VaultLib(secrets=[(vault_id, secret)])
+            encrypted = vault.encrypt(to_bytes(key_file), secret=secret, vault_id=vault_id)
+            write_private(result["dest"], encrypted)
+        except Exception as exc:  # noqa: BLE001 - the key exists at Google and only here: say so
+            scrub_invocation(result, task_args)
+            result.update(
+                failed=True,
+                msg="Google created key %s but it could not be written to %s (%s); delete that key "
+                "(service_account_key state=absent) and try again."
+                % (result.get("key", {}).get("key_id"), result.get("dest"), to_text(exc)),
+            )
+            return result
+        del key_file
+        result["vault_encrypted"] = True
+        return result

@@ -1,0 +1,489 @@
+# Copyright: contributors to nupoint.gworkspace
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Google Cloud side of the key's life: IAM service accounts and keys, Service Usage.
+
+::
+
+    client = GoogleApiClient(admin_token_source(key_text, token_uri=...), api_base_url=..., ...)
+    keys = list_keys(client, "nupoint-um@p.iam.gserviceaccount.com")     # [key_summary(...), ...]
+    created = create_key(client, account)                                  # CreatedKey: summary + file text
+    delete_key(client, account, key_id)
+
+Why it is built this way:
+
+- These calls act as an **administrator of the Google Cloud project**, not as a Workspace user: the
+  token is the admin credential's own (a JWT without ``sub``: :class:`AdminSigner`), or Application
+  Default Credentials (:class:`AdcTokenSource`), with the ``cloud-platform`` scope. The admin
+  credential is another service-account key (with ``roles/iam.serviceAccountKeyAdmin``) or a person's
+  ADC; the NuPoint key itself works only where its account may manage its own keys.
+- Plain functions over ``api.GoogleApiClient`` (retries, error envelopes, one session); every refusal an
+  administrator can fix becomes one ``failures.ApiRefusal`` (org policy, the 10-key quota, a disabled
+  API, missing permission, not found) with Google's words, the ids and the fix.
+- Key material exists only in :class:`CreatedKey` (the JSON key file Google returns once, at creation);
+  its ``repr`` shows ids only, and nothing here logs or returns it.
+
+Parses as Python 3.6; runs on the controller (google-auth and requests).
+"""
+
+import base64
+import binascii
+import calendar
+import datetime
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import quote
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import GoogleApiClient
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
+    API_FAILURE_CLASS,
+    API_REFUSAL_HINTS,
+    MAX_KEYS_PER_SERVICE_ACCOUNT,
+    REFUSAL_KEY_QUOTA,
+    REFUSAL_NOT_FOUND,
+    REFUSAL_ORG_POLICY,
+    REFUSAL_SERVICE_DISABLED,
+    ApiRefusal,
+    GoogleApiError,
+    TokenError,
+    activation_url,
+    classify_api_refusal,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import new_session
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
+    ASSERTION_LIFETIME_SECONDS,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DelegatedTokenSource,
+    KeySigner,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import (
+    CredentialKeyError,
+    credential_key_metadata,
+)
+
+try:
+    import google.auth
+    import google.auth.transport.requests
+    from google.auth import jwt as google_auth_jwt
+except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
+    HAS_GOOGLE_AUTH = False
+    GOOGLE_AUTH_IMPORT_ERROR: Optional[str] = traceback.format_exc()
+else:
+    HAS_GOOGLE_AUTH = True
+    GOOGLE_AUTH_IMPORT_ERROR = None
+
+SCOPE_CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+ADMIN_SCOPES = (SCOPE_CLOUD_PLATFORM,)
+# The admin's own token: no user is impersonated (GoogleApiClient caches tokens per subject).
+NO_SUBJECT = ""
+KEY_TYPES = ("USER_MANAGED", "SYSTEM_MANAGED")
+# Google's validBeforeTime for a key that never expires.
+NEVER = "9999-12-31T23:59:59Z"
+DEFAULT_KEY_ALGORITHM = "KEY_ALG_RSA_2048"
+# The APIs each feature of the collection needs, as Service Usage names them.
+SERVICE_IAM = "iam.googleapis.com"
+SERVICE_USAGE = "serviceusage.googleapis.com"
+FEATURE_SERVICES = {
+    "iam": (SERVICE_IAM,),
+    "gmail": ("gmail.googleapis.com",),
+    "cloudidentity": ("cloudidentity.googleapis.com",),
+    "admin": ("admin.googleapis.com",),
+    "calendar": ("calendar-json.googleapis.com",),
+}
+SERVICE_ACCOUNT_DOMAIN = ".iam.gserviceaccount.com"
+# Hosts of the APIs this file calls (api.SERVICE_ROOTS has IAM; Service Usage is only called from here).
+SERVICE_ROOTS = {"iam": "https://iam.googleapis.com", "serviceusage": "https://serviceusage.googleapis.com"}
+
+
+# --------------------------------------------------------------------------- the admin credential
+
+
+class AdminSigner(KeySigner):
+    """Signs the admin credential's own JWT assertions: no ``sub`` (nobody is impersonated)."""
+
+    def assertion(self, subject: str, scopes: Sequence[str]) -> str:
+        now = int(self._clock())
+        payload = {
+            "iss": self.identity["client_email"],
+            "scope": " ".join(scopes),
+            "aud": self.identity["token_uri"],
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECONDS,
+        }
+        if subject:
+            payload["sub"] = subject
+        signed = google_auth_jwt.encode(self._signer, payload)
+        return signed.decode("ascii") if isinstance(signed, bytes) else str(signed)
+
+
+def admin_token_source(key_text: str, token_uri: Optional[str] = None, **options: Any) -> DelegatedTokenSource:
+    """A token source for the admin key's own tokens (the exchange, retries and errors are token.py's)."""
+    return DelegatedTokenSource(scopes=ADMIN_SCOPES, signer=AdminSigner(key_text, token_uri), **options)
+
+
+class AdcTokenSource:
+    """Tokens from Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth
+    application-default login``, the metadata server), for ``GoogleApiClient``."""
+
+    def __init__(self, session: Any = None, loader: Optional[Callable[..., Any]] = None) -> None:
+        self._session = session
+        self._loader = loader
+        self._credentials: Any = None
+        self.client_id = ""
+        self.client_email = ""
+
+    def token(self, subject: str, scopes: Sequence[str]) -> Tuple[str, Optional[datetime.datetime]]:
+        if self._loader is None and not HAS_GOOGLE_AUTH:
+            raise TokenError("token_other", "google-auth is needed for Application Default Credentials.")
+        try:
+            if self._credentials is None:
+                loader = self._loader or google.auth.default
+                self._credentials, _project = loader(scopes=list(scopes))
+                self.client_email = str(getattr(self._credentials, "service_account_email", "") or "")
+            self._credentials.refresh(google.auth.transport.requests.Request(session=self._session))
+        except TokenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - google-auth raises DefaultCredentialsError, RefreshError, ...
+            raise TokenError(
+                "token_other",
+                "No usable Application Default Credentials (%s: %s). Give the admin key as src or content, or set "
+                "GOOGLE_APPLICATION_CREDENTIALS / run 'gcloud auth application-default login' on the controller."
+                % (type(exc).__name__, str(exc)[:300]),
+            ) from None
+        return str(self._credentials.token), getattr(self._credentials, "expiry", None)
+
+    def close(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- names and times
+
+
+def project_of(account: str, project_id: Optional[str] = None) -> str:
+    """The project of ``account``: ``project_id`` when given, else the one in the address, else ``-`` (any)."""
+    if project_id:
+        return project_id
+    if account.lower().endswith(SERVICE_ACCOUNT_DOMAIN):
+        return account.lower().split("@", 1)[1][: -len(SERVICE_ACCOUNT_DOMAIN)]
+    return "-"
+
+
+def account_path(account: str, project_id: Optional[str] = None) -> str:
+    return "/v1/projects/%s/serviceAccounts/%s" % (
+        quote(project_of(account, project_id), safe=""),
+        quote(account, safe="@"),
+    )
+
+
+def key_path(account: str, key_id: str, project_id: Optional[str] = None) -> str:
+    return "%s/keys/%s" % (account_path(account, project_id), quote(key_id, safe=""))
+
+
+def parse_time(value: Optional[str]) -> Optional[float]:
+    """Seconds since the epoch of Google's RFC 3339 timestamps (``2024-05-03T10:00:00Z``, fractions allowed)."""
+    if not value:
+        return None
+    text = value.strip().rstrip("Z")
+    text = text.split(".", 1)[0]
+    try:
+        parsed = time.strptime(text, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    return float(calendar.timegm(parsed))
+
+
+def key_summary(resource: Mapping[str, Any], now: float) -> Dict[str, Any]:
+    """What a module returns about one key: ids, times, age, expiry, type, whether disabled; never key material."""
+    name = str(resource.get("name") or "")
+    created = parse_time(resource.get("validAfterTime"))
+    valid_before = resource.get("validBeforeTime")
+    expires = None if not valid_before or valid_before == NEVER else valid_before
+    expires_at = parse_time(expires) if expires else None
+    age_days = None if created is None else max(0, int((now - created) // 86400))
+    return {
+        "key_id": name.rsplit("/", 1)[-1],
+        "name": name,
+        "valid_after": resource.get("validAfterTime"),
+        "valid_before": valid_before,
+        "expires": expires,
+        "expired": bool(expires_at is not None and expires_at <= now),
+        "age_days": age_days,
+        "key_type": resource.get("keyType") or "USER_MANAGED",
+        "key_origin": resource.get("keyOrigin"),
+        "key_algorithm": resource.get("keyAlgorithm"),
+        "disabled": bool(resource.get("disabled", False)),
+    }
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def refused(exc: GoogleApiError, what: str, creating_key: bool = False) -> GoogleApiError:
+    """``exc`` as an :class:`ApiRefusal` with the fix when an administrator can fix it, else ``exc`` itself."""
+    if isinstance(exc, ApiRefusal) or exc.failure_class != API_FAILURE_CLASS:
+        return exc
+    refusal = classify_api_refusal(exc.status, exc.api_status, exc.reason, exc.google_message, creating_key)
+    if refusal is None:
+        return exc
+    link = activation_url(exc.google_message) if refusal == REFUSAL_SERVICE_DISABLED else None
+    said = exc.google_message or exc.msg
+    if refusal == REFUSAL_KEY_QUOTA:
+        said = "%s (Google's answer to the %d-key limit)" % (said, MAX_KEYS_PER_SERVICE_ACCOUNT)
+    message = "Google refused to %s: %s. %s" % (what, said.rstrip("."), API_REFUSAL_HINTS[refusal])
+    if refusal == REFUSAL_ORG_POLICY:
+        message = message.replace("--project=PROJECT", "--project=%s" % what.rsplit(" in project ", 1)[-1])
+    return ApiRefusal(refusal, message, exc, link)
+
+
+def _call(
+    client: Any, method: str, service: str, path: str, what: str, creating_key: bool = False, **kwargs: Any
+) -> Any:
+    try:
+        return client.request(method, service, path, NO_SUBJECT, ADMIN_SCOPES, **kwargs)
+    except GoogleApiError as exc:
+        raise refused(exc, what, creating_key) from None
+
+
+# --------------------------------------------------------------------------- keys
+
+
+class CreatedKey:
+    """A key Google just created: its summary and the JSON key file (``key_file``, the only copy). No key in repr."""
+
+    def __init__(self, summary: Dict[str, Any], key_file: str, metadata: Dict[str, str]) -> None:
+        self.summary = summary
+        self.key_file = key_file
+        self.metadata = metadata
+
+    def __repr__(self) -> str:
+        return "CreatedKey(key_id=%r, fingerprint_sha256=%r)" % (
+            self.summary["key_id"],
+            self.metadata.get("fingerprint_sha256"),
+        )
+
+
+def list_keys(
+    client: Any,
+    account: str,
+    project_id: Optional[str] = None,
+    key_types: Sequence[str] = ("USER_MANAGED",),
+    now: Optional[float] = None,
+) -> List[Dict[str, Any]]:
+    """The account's keys (of ``key_types``), oldest first, as :func:`key_summary` dicts."""
+    # Without keyTypes Google lists every type; with it, only those (repeated parameter).
+    params = {"keyTypes": list(key_types)} if key_types else None
+    body = _call(
+        client,
+        "GET",
+        "iam",
+        account_path(account, project_id) + "/keys",
+        "list the keys of %s" % account,
+        params=params,
+    )
+    moment = time.time() if now is None else now
+    keys = [key_summary(resource, moment) for resource in (body.get("keys") or []) if isinstance(resource, Mapping)]
+    return sorted(keys, key=lambda key: (key["valid_after"] or "", key["key_id"]))
+
+
+def find_key(keys: Sequence[Mapping[str, Any]], key_id: str) -> Optional[Dict[str, Any]]:
+    for key in keys:
+        if key["key_id"] == key_id:
+            return dict(key)
+    return None
+
+
+def create_key(
+    client: Any,
+    account: str,
+    project_id: Optional[str] = None,
+    algorithm: str = DEFAULT_KEY_ALGORITHM,
+    now: Optional[float] = None,
+) -> CreatedKey:
+    """Create a key (JSON key file type); Google hands out its private half this once."""
+    body = _call(
+        client,
+        "POST",
+        "iam",
+        account_path(account, project_id) + "/keys",
+        "create a key for %s in project %s" % (account, project_of(account, project_id)),
+        creating_key=True,
+        body={"privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": algorithm},
+    )
+    try:
+        key_file = base64.b64decode(str(body.get("privateKeyData") or ""), validate=True).decode("utf-8")
+        metadata = credential_key_metadata(key_file)
+    except (binascii.Error, ValueError, CredentialKeyError):
+        raise GoogleApiError(
+            API_FAILURE_CLASS,
+            "Google created a key for %s but its privateKeyData is not a JSON key file (key %s); delete that key."
+            % (account, str(body.get("name") or "?").rsplit("/", 1)[-1]),
+        ) from None
+    summary = key_summary(body, time.time() if now is None else now)
+    return CreatedKey(summary, key_file, metadata)
+
+
+def delete_key(client: Any, account: str, key_id: str, project_id: Optional[str] = None) -> bool:
+    """Delete a key; False when Google does not know it (already gone)."""
+    try:
+        _call(client, "DELETE", "iam", key_path(account, key_id, project_id), "delete key %s of %s" % (key_id, account))
+    except ApiRefusal as exc:
+        if exc.refusal == REFUSAL_NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def set_key_disabled(client: Any, account: str, key_id: str, disabled: bool, project_id: Optional[str] = None) -> None:
+    verb = "disable" if disabled else "enable"
+    _call(
+        client,
+        "POST",
+        "iam",
+        "%s:%s" % (key_path(account, key_id, project_id), verb),
+        "%s key %s of %s" % (verb, key_id, account),
+        body={},
+    )
+
+
+def plan_key(
+    keys: Sequence[Mapping[str, Any]], held_key_id: Optional[str], max_age_days: Optional[int], force: bool
+) -> Tuple[str, Optional[Dict[str, Any]], str]:
+    """``state: present`` without a key ID: ``("keep", key, why)`` or ``("create", None, why)``.
+
+    The key held at ``dest`` (``held_key_id``) is kept while Google still has it enabled and, with
+    ``max_age_days``, while it is younger; ``force`` always creates. A key is never created without a
+    place to keep it, so there is nothing else to be idempotent on: Google shows a key's private half once.
+    """
+    if force:
+        return "create", None, "force is set"
+    if not held_key_id:
+        return "create", None, "dest holds no key of this service account"
+    held = find_key(keys, held_key_id)
+    if held is None:
+        return "create", None, "the key at dest (%s) no longer exists at Google" % held_key_id
+    if held["disabled"]:
+        return "create", None, "the key at dest (%s) is disabled" % held_key_id
+    if held["expired"]:
+        return "create", None, "the key at dest (%s) has expired" % held_key_id
+    if max_age_days is not None and held["age_days"] is not None and held["age_days"] >= max_age_days:
+        return (
+            "create",
+            None,
+            "the key at dest (%s) is %d days old, max_age_days is %d"
+            % (
+                held_key_id,
+                held["age_days"],
+                max_age_days,
+            ),
+        )
+    return (
+        "keep",
+        held,
+        "the key at dest (%s) is live%s"
+        % (
+            held_key_id,
+            "" if max_age_days is None else " and %s days old (< %d)" % (held["age_days"], max_age_days),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- service accounts and APIs
+
+
+def get_service_account(client: Any, account: str, project_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The service account resource, or None when it does not exist."""
+    try:
+        return dict(_call(client, "GET", "iam", account_path(account, project_id), "read service account %s" % account))
+    except ApiRefusal as exc:
+        if exc.refusal == REFUSAL_NOT_FOUND:
+            return None
+        raise
+
+
+def create_service_account(
+    client: Any, project_id: str, account_id: str, display_name: str = "", description: str = ""
+) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"accountId": account_id, "serviceAccount": {}}
+    if display_name:
+        body["serviceAccount"]["displayName"] = display_name
+    if description:
+        body["serviceAccount"]["description"] = description
+    return dict(
+        _call(
+            client,
+            "POST",
+            "iam",
+            "/v1/projects/%s/serviceAccounts" % quote(project_id, safe=""),
+            "create service account %s in project %s" % (account_id, project_id),
+            body=body,
+        )
+    )
+
+
+def account_summary(resource: Mapping[str, Any]) -> Dict[str, Any]:
+    return {
+        "email": resource.get("email"),
+        "client_id": str(resource.get("oauth2ClientId") or resource.get("uniqueId") or ""),
+        "unique_id": resource.get("uniqueId"),
+        "project_id": resource.get("projectId"),
+        "display_name": resource.get("displayName"),
+        "disabled": bool(resource.get("disabled", False)),
+    }
+
+
+def service_state(client: Any, project_id: str, service: str) -> str:
+    """``ENABLED`` or ``DISABLED`` (Service Usage ``services.get``)."""
+    body = _call(
+        client,
+        "GET",
+        "serviceusage",
+        "/v1/projects/%s/services/%s" % (quote(project_id, safe=""), quote(service, safe="")),
+        "read whether %s is enabled in project %s" % (service, project_id),
+    )
+    return str(body.get("state") or "STATE_UNSPECIFIED")
+
+
+def enable_service(client: Any, project_id: str, service: str) -> Dict[str, Any]:
+    """Enable ``service`` (Service Usage ``services.enable``); returns the long-running operation."""
+    return dict(
+        _call(
+            client,
+            "POST",
+            "serviceusage",
+            "/v1/projects/%s/services/%s:enable" % (quote(project_id, safe=""), quote(service, safe="")),
+            "enable %s in project %s" % (service, project_id),
+            body={},
+        )
+    )
+
+
+def services_for(features: Sequence[str], extra: Sequence[str] = ()) -> List[str]:
+    """The Service Usage names for ``features`` (keys of :data:`FEATURE_SERVICES`) plus ``extra``, in order."""
+    names: List[str] = []
+    for feature in features:
+        names.extend(FEATURE_SERVICES[feature])
+    names.extend(extra)
+    return list(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------- the client
+
+
+def admin_api_client(
+    key_text: Optional[str],
+    token_uri: Optional[str] = None,
+    api_base_url: Optional[str] = None,
+    ca_path: Optional[str] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    adc_loader: Optional[Callable[..., Any]] = None,
+) -> GoogleApiClient:
+    """A REST client acting as the admin credential: ``key_text`` (a service-account key), or ADC when None."""
+    session = new_session(ca_path, 4)
+    options: Dict[str, Any] = {"ca_path": ca_path, "timeout": timeout, "retries": retries}
+    if key_text is not None:
+        source: Any = admin_token_source(key_text, token_uri, session=session, **options)
+    else:
+        source = AdcTokenSource(session, adc_loader)
+    return GoogleApiClient(source, api_base_url=api_base_url, base_urls=SERVICE_ROOTS, session=session, **options)
