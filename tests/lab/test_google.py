@@ -916,3 +916,142 @@ def test_cli_starts_and_stops_on_sigterm(lab_files: dict[str, Any], tmp_path: Pa
     assert process.returncode == 0, stderr
     assert f"listening on https://127.0.0.1:{config['port']}" in stdout
     assert "ya29." not in stdout + stderr
+
+
+# ---------------------------------------------------------------------------- key lifecycle (issue 12)
+ADMIN_PROJECT = "nupoint-admin"
+ADMIN_SA = f"key-admin@{ADMIN_PROJECT}.iam.gserviceaccount.com"
+NEW_PROJECT = "nupoint-new"
+
+
+def _admin_token(lab: Lab, http: requests.Session, services: tuple[str, ...] = ("iam.googleapis.com",)) -> str:
+    """A service account of another project that the lab lets administer PROJECT and NEW_PROJECT."""
+    lab.control.add_service_account(ADMIN_SA, "88", ADMIN_PROJECT)
+    lab.control.register_key(ADMIN_SA, "ad" * 20, jwtutil.public_key_pem(lab.sa_key))
+    everything = lab.control.state()["projects"][ADMIN_PROJECT]["services"]
+    lab.control.set_services(ADMIN_PROJECT, everything, enabled=False)
+    lab.control.set_services(ADMIN_PROJECT, services, enabled=True)
+    lab.control.add_project(PROJECT, admins=[ADMIN_SA])
+    lab.control.add_project(NEW_PROJECT, admins=[ADMIN_SA])
+    info = dict(lab.sa_info, client_email=ADMIN_SA, client_id="88", private_key_id="ad" * 20, project_id=ADMIN_PROJECT)
+    return fetch_token(lab, http, [CLOUD_PLATFORM], subject=None, info=info)
+
+
+def test_iam_disable_enable_key_and_token_endpoint(lab: Lab, http: requests.Session) -> None:
+    token = _admin_token(lab, http)
+    key_url = f"{lab.base_url}/v1/projects/{PROJECT}/serviceAccounts/{SA_EMAIL}/keys/{lab.kid}"
+    assert http.post(key_url + ":disable", headers=bearer(token), json={}).json() == {}
+    assert http.get(key_url, headers=bearer(token)).json()["disabled"] is True
+    with pytest.raises(RefreshError) as excinfo:
+        fetch_token(lab, http, [MAIL], USERS[0])
+    assert excinfo.value.args[1] == BAD_SIGNATURE
+    assert lab.control.state()["disabled_keys"] == [lab.kid]
+    assert http.post(key_url + ":enable", headers=bearer(token), json={}).json() == {}
+    assert "disabled" not in http.get(key_url, headers=bearer(token)).json()
+    assert fetch_token(lab, http, [MAIL], USERS[0])
+
+
+def test_jwt_without_kid_is_verified_against_every_enabled_key(lab: Lab, http: requests.Session) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    lab.control.register_key(SA_EMAIL, "ee" * 20, jwtutil.public_key_pem(other))
+    pem = other.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    signer = google.auth.crypt.RSASigner.from_string(pem)  # no key_id: the header carries no kid
+    now = int(time.time())
+    claims = {"iat": now, "exp": now + 3600, "iss": SA_EMAIL, "aud": GOOGLE_AUD, "scope": MAIL, "sub": USERS[0]}
+    jwt = google.auth.jwt.encode(signer, claims).decode("ascii")
+    assert "kid" not in json.loads(base64.urlsafe_b64decode(jwt.split(".")[0] + "=="))
+    assert post_token(lab, http, jwt).status_code == 200
+    lab.control.set_key_disabled("ee" * 20)
+    assert post_token(lab, http, jwt).json() == BAD_SIGNATURE
+
+
+def test_key_creation_refused_by_org_policy(lab: Lab, http: requests.Session) -> None:
+    token = _admin_token(lab, http)
+    lab.control.set_key_creation_policy(PROJECT, True)
+    keys_url = f"{lab.base_url}/v1/projects/{PROJECT}/serviceAccounts/{SA_EMAIL}/keys"
+    refused = http.post(keys_url, headers=bearer(token), json={})
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["status"] == "FAILED_PRECONDITION"
+    assert error["message"] == "Key creation is not allowed on this service account."
+    violation = error["details"][0]["violations"][0]
+    assert violation["type"] == "constraints/iam.disableServiceAccountKeyCreation"
+    assert violation["subject"].startswith(f"projects/{PROJECT}/serviceAccounts/{SA_EMAIL}?configvalue=")
+    lab.control.set_key_creation_policy(PROJECT, False)
+    assert http.post(keys_url, headers=bearer(token), json={}).status_code == 200
+
+
+def test_ten_key_quota_body(lab: Lab, http: requests.Session) -> None:
+    token = _admin_token(lab, http)
+    keys_url = f"{lab.base_url}/v1/projects/{PROJECT}/serviceAccounts/{SA_EMAIL}/keys"
+    for _attempt in range(9):
+        assert http.post(keys_url, headers=bearer(token), json={}).status_code == 200
+    full = http.post(keys_url, headers=bearer(token), json={})
+    assert full.status_code == 400
+    assert full.json() == {
+        "error": {"code": 400, "message": "Precondition check failed.", "status": "FAILED_PRECONDITION"}
+    }
+
+
+def test_api_disabled_in_the_callers_project(lab: Lab, http: requests.Session) -> None:
+    token = _admin_token(lab, http, services=())
+    keys_url = f"{lab.base_url}/v1/projects/{PROJECT}/serviceAccounts/{SA_EMAIL}/keys"
+    answer = http.get(keys_url, headers=bearer(token))
+    assert answer.status_code == 403
+    error = answer.json()["error"]
+    assert error["status"] == "PERMISSION_DENIED"
+    assert error["errors"][0]["reason"] == "accessNotConfigured"
+    info = error["details"][0]
+    assert info["reason"] == "SERVICE_DISABLED"
+    number = lab.control.state()["projects"][ADMIN_PROJECT]["number"]
+    link = f"https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project={number}"
+    assert info["metadata"]["activationUrl"] == link
+    assert error["message"].startswith(
+        f"Identity and Access Management (IAM) API has not been used in project {number}"
+    )
+    assert link in error["message"]
+
+
+def test_permission_denied_by_control(lab: Lab, http: requests.Session) -> None:
+    token = _admin_token(lab, http)
+    lab.control.deny_permissions(["iam.serviceAccountKeys.delete"])
+    key_url = f"{lab.base_url}/v1/projects/{PROJECT}/serviceAccounts/{SA_EMAIL}/keys/{lab.kid}"
+    denied = http.delete(key_url, headers=bearer(token))
+    assert denied.status_code == 403
+    assert denied.json()["error"]["details"][0]["reason"] == "IAM_PERMISSION_DENIED"
+    assert http.get(key_url, headers=bearer(token)).status_code == 200
+    lab.control.deny_permissions([])
+    assert http.delete(key_url, headers=bearer(token)).status_code == 200
+
+
+def test_service_usage_and_service_account_creation_on_an_empty_project(lab: Lab, http: requests.Session) -> None:
+    token = _admin_token(lab, http, services=("iam.googleapis.com", "serviceusage.googleapis.com"))
+    service_url = f"{lab.base_url}/v1/projects/{NEW_PROJECT}/services/iam.googleapis.com"
+    assert http.get(service_url, headers=bearer(token)).json()["state"] == "DISABLED"
+    operation = http.post(service_url + ":enable", headers=bearer(token), json={}).json()
+    assert operation["done"] is True
+    assert operation["response"]["service"]["state"] == "ENABLED"
+    assert http.get(service_url, headers=bearer(token)).json()["state"] == "ENABLED"
+    email = f"nupoint-um@{NEW_PROJECT}.iam.gserviceaccount.com"
+    account_url = f"{lab.base_url}/v1/projects/{NEW_PROJECT}/serviceAccounts/{email}"
+    assert http.get(account_url, headers=bearer(token)).status_code == 404
+    created = http.post(
+        f"{lab.base_url}/v1/projects/{NEW_PROJECT}/serviceAccounts",
+        headers=bearer(token),
+        json={"accountId": "nupoint-um", "serviceAccount": {"displayName": "NuPoint"}},
+    )
+    assert created.status_code == 200
+    resource = created.json()
+    assert resource["email"] == email and resource["oauth2ClientId"] == resource["uniqueId"]
+    again = http.post(
+        f"{lab.base_url}/v1/projects/{NEW_PROJECT}/serviceAccounts",
+        headers=bearer(token),
+        json={"accountId": "nupoint-um"},
+    )
+    assert again.status_code == 409
+    assert again.json()["error"]["status"] == "ALREADY_EXISTS"
+    assert http.get(account_url, headers=bearer(token)).json()["email"] == email
+    # Its first key comes from the usual keys.create.
+    assert http.post(account_url + "/keys", headers=bearer(token), json={}).status_code == 200

@@ -147,6 +147,30 @@ class GoogleControl:
         """Forget a key: JWTs signed with it then fail with "Invalid JWT Signature."."""
         return bool(self._post("keys/delete", {"private_key_id": private_key_id})["deleted"])
 
+    def set_key_disabled(self, private_key_id: str, disabled: bool = True) -> None:
+        """Disable (or enable) a key as IAM's keys.disable does: JWTs signed with it are refused while disabled."""
+        self._post("keys/disable" if disabled else "keys/enable", {"private_key_id": private_key_id})
+
+    # -- projects, Service Usage, organisation policy, IAM permissions
+    def add_project(self, project_id: str, services: Iterable[str] = (), admins: Iterable[str] = ()) -> dict[str, Any]:
+        """A project with only ``services`` enabled; ``admins`` (service-account e-mails) may administer it."""
+        return dict(
+            self._post("projects/add", {"project_id": project_id, "services": list(services), "admins": list(admins)})
+        )
+
+    def set_services(self, project_id: str, services: Iterable[str], enabled: bool) -> list[str]:
+        """Enable or disable APIs of a project (calls from its service accounts then get SERVICE_DISABLED)."""
+        payload = {"project_id": project_id, "services": list(services), "enabled": enabled}
+        return list(self._post("projects/services", payload)["services"])
+
+    def set_key_creation_policy(self, project_id: str, disabled: bool) -> None:
+        """Apply (or lift) iam.disableServiceAccountKeyCreation to the project: keys.create then fails."""
+        self._post("projects/org-policy", {"project_id": project_id, "disable_key_creation": disabled})
+
+    def deny_permissions(self, permissions: Iterable[str]) -> None:
+        """IAM permissions every caller but the super admin lacks from now on (replaces the list; [] clears it)."""
+        self._post("iam/deny", {"permissions": list(permissions)})
+
     # -- clock
     def set_clock(
         self, tolerance_seconds: float | None = None, offset_seconds: float | None = None

@@ -261,6 +261,29 @@ IAM_LIST_KEYS = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.ListSer
 IAM_GET_KEY = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.GetServiceAccountKey", SCOPES_IAM)
 IAM_CREATE_KEY = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.CreateServiceAccountKey", SCOPES_IAM)
 IAM_DELETE_KEY = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.DeleteServiceAccountKey", SCOPES_IAM)
+IAM_DISABLE_KEY = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.DisableServiceAccountKey", SCOPES_IAM)
+IAM_ENABLE_KEY = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.EnableServiceAccountKey", SCOPES_IAM)
+IAM_GET_ACCOUNT = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.GetServiceAccount", SCOPES_IAM)
+IAM_CREATE_ACCOUNT = ApiMethod("iam.googleapis.com", "google.iam.admin.v1.IAM.CreateServiceAccount", SCOPES_IAM)
+SCOPES_SERVICE_USAGE = frozenset({_AUTH + "cloud-platform", _AUTH + "service.management"})
+USAGE_GET = ApiMethod(
+    "serviceusage.googleapis.com", "google.api.serviceusage.v1.ServiceUsage.GetService", SCOPES_SERVICE_USAGE
+)
+USAGE_ENABLE = ApiMethod(
+    "serviceusage.googleapis.com", "google.api.serviceusage.v1.ServiceUsage.EnableService", SCOPES_SERVICE_USAGE
+)
+# Service Usage names and titles of the APIs the lab serves (what SERVICE_DISABLED messages call them).
+SERVICE_TITLES = {
+    "iam.googleapis.com": "Identity and Access Management (IAM) API",
+    "serviceusage.googleapis.com": "Service Usage API",
+    "gmail.googleapis.com": "Gmail API",
+    "cloudidentity.googleapis.com": "Cloud Identity API",
+    "admin.googleapis.com": "Admin SDK API",
+    "calendar-json.googleapis.com": "Google Calendar API",
+}
+MSG_KEY_CREATION_NOT_ALLOWED = "Key creation is not allowed on this service account."
+MSG_PRECONDITION = "Precondition check failed."
+CONSTRAINT_KEY_CREATION = "constraints/iam.disableServiceAccountKeyCreation"
 DIRECTORY_LIST_USERS = ApiMethod(
     "admin.googleapis.com", "ccc.hosted.frontend.directory.v1.DirectoryUsers.List", SCOPES_DIRECTORY_USERS_READ
 )
@@ -302,6 +325,22 @@ class RegisteredKey:
     public_key: rsa.RSAPublicKey
     public_key_pem: str
     valid_after: float
+    disabled: bool = False
+
+
+@dataclass
+class Project:
+    """A Google Cloud project as Service Usage and the lab's IAM policy see it.
+
+    ``admins``: service accounts (of other projects) allowed every IAM and Service Usage call here;
+    ``no_key_creation``: the organisation policy iam.disableServiceAccountKeyCreation applies.
+    """
+
+    project_id: str
+    number: str
+    services: set[str]
+    admins: set[str] = field(default_factory=set)
+    no_key_creation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +462,12 @@ class GoogleState:
             self.accounts_by_id[account.client_id] = account
             for key in entry.get("keys", []):
                 self._register_key(account.email, str(key["private_key_id"]), str(key["public_key_pem"]), self.started)
+        # Every project of a configured service account starts with every API enabled (the lab's
+        # behaviour before projects existed); projects added through the control API start empty.
+        self.projects: dict[str, Project] = {}
+        for account in self.accounts.values():
+            self._project(account.project_id, set(SERVICE_TITLES))
+        self.denied_permissions: set[str] = set()
         self.authorized: dict[str, set[str]] = {
             str(cid): set(scopes) for cid, scopes in config.get("authorized_scopes", {}).items()
         }
@@ -438,6 +483,14 @@ class GoogleState:
         self.latency: dict[str, float] = {}
         self.stats: dict[str, dict[str, int]] = {}
         self.faults_served = 0
+
+    def _project(self, project_id: str, services: set[str] | None = None) -> Project:
+        """The project, created (with ``services`` enabled) when unknown; caller holds the lock or is _load."""
+        project = self.projects.get(project_id)
+        if project is None:
+            project = Project(project_id, numeric_id("project:" + project_id)[:12], set(services or ()))
+            self.projects[project_id] = project
+        return project
 
     def _register_key(self, account: str, key_id: str, pem: str, valid_after: float) -> RegisteredKey:
         key = RegisteredKey(key_id, account, jwtutil.load_public_key(pem), pem, valid_after)
@@ -486,6 +539,17 @@ class GoogleState:
             ("POST", keys, "iam.keys.create", self._iam_create_key),
             ("GET", keys + r"/([^/]+)", "iam.keys.get", self._iam_get_key),
             ("DELETE", keys + r"/([^/]+)", "iam.keys.delete", self._iam_delete_key),
+            ("POST", keys + r"/([^/:]+):disable", "iam.keys.disable", self._iam_disable_key),
+            ("POST", keys + r"/([^/:]+):enable", "iam.keys.enable", self._iam_enable_key),
+            ("POST", r"/v1/projects/([^/]+)/serviceAccounts", "iam.serviceAccounts.create", self._iam_create_account),
+            ("GET", r"/v1/projects/([^/]+)/serviceAccounts/([^/]+)", "iam.serviceAccounts.get", self._iam_get_account),
+            ("GET", r"/v1/projects/([^/]+)/services/([^/:]+)", "serviceusage.services.get", self._usage_get),
+            (
+                "POST",
+                r"/v1/projects/([^/]+)/services/([^/:]+):enable",
+                "serviceusage.services.enable",
+                self._usage_enable,
+            ),
             ("GET", r"/admin/directory/v1/users", "directory.users.list", self._directory_list_users),
             ("GET", r"/admin/directory/v1/users/([^/]+)", "directory.users.get", self._directory_get_user),
             ("GET", r"/v1/policies", "cloudidentity.policies.list", self._policies_list),
@@ -566,9 +630,11 @@ class GoogleState:
                 return oauth_error(400, "invalid_grant", MSG_ACCOUNT_NOT_FOUND)
             if isinstance(kid, str) and kid:
                 known = self.keys.get(kid)
-                candidates = [known.public_key] if known is not None and known.account == account.email else []
+                usable = known is not None and known.account == account.email and not known.disabled
+                candidates = [known.public_key] if known is not None and usable else []
             else:
-                candidates = [k.public_key for k in self.keys.values() if k.account == account.email]
+                # No kid (the P12 flow): Google tries every key of the account, as here.
+                candidates = [k.public_key for k in self.keys.values() if k.account == account.email and not k.disabled]
             now, tolerance = self.now(), self.clock_tolerance
             audiences, lab_token_uri = self.audiences, self.token_uri
         if header.get("alg") != "RS256" or not any(jwtutil.verify_rs256(key, token) for key in candidates):
@@ -773,22 +839,62 @@ class GoogleState:
         return Reply(200, self.imap_settings_for(user))
 
     # ----------------------------------------------------------------- IAM service-account keys
-    def _iam_context(
-        self, request: Request, match: re.Match[str], api: ApiMethod, permission: str
-    ) -> tuple[ServiceAccount, IssuedToken]:
-        issued = self.authorize(request, api)
-        project = urllib.parse.unquote(match.group(1))
-        wanted = urllib.parse.unquote(match.group(2)).lower()
+    def _require_service(self, issued: IssuedToken, service: str) -> None:
+        """Google bills and gates an API call on the caller's project: it must have ``service`` enabled."""
         with self.lock:
             caller = self.accounts.get(issued.account)
-            account = self.accounts.get(wanted) or self.accounts_by_id.get(wanted)
-        # The lab's IAM policy: the super admin, or a service account acting as itself within its own project.
-        caller_project = caller.project_id if caller is not None and issued.subject is None else None
-        target_project = account.project_id if account is not None else project
-        allowed = issued.subject == self.admin or (
-            caller_project is not None and caller_project == target_project and project in ("-", caller_project)
+            project = self.projects.get(caller.project_id) if caller is not None else None
+            if project is None or service in project.services:
+                return
+            number = project.number
+        title = SERVICE_TITLES.get(service, service)
+        link = f"https://console.developers.google.com/apis/api/{service}/overview?project={number}"
+        message = (
+            f"{title} has not been used in project {number} before or it is disabled. Enable it by visiting {link} "
+            "then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our "
+            "systems and retry."
         )
-        if not allowed:
+        error: dict[str, Any] = {
+            "code": 403,
+            "message": message,
+            "errors": [
+                {"message": message, "domain": "usageLimits", "reason": "accessNotConfigured", "extendedHelp": link}
+            ],
+            "status": "PERMISSION_DENIED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "SERVICE_DISABLED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": service,
+                        "consumer": f"projects/{number}",
+                        "activationUrl": link,
+                        "serviceTitle": title,
+                        "containerInfo": number,
+                    },
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [{"description": "Google developers console API activation", "url": link}],
+                },
+            ],
+        }
+        raise ReplyError(Reply(403, {"error": error}))
+
+    def _may_administer(self, issued: IssuedToken, project: str, permission: str) -> None:
+        """The lab's IAM policy: the super admin; a service account (acting as itself) in its own project or
+        in a project that lists it in ``admins``; never for a permission the control API denied."""
+        with self.lock:
+            caller = self.accounts.get(issued.account)
+            target = self.projects.get(project)
+            denied = permission in self.denied_permissions
+        caller_project = caller.project_id if caller is not None and issued.subject is None else None
+        allowed = issued.subject == self.admin or (
+            caller_project is not None
+            and (caller_project == project or (target is not None and issued.account in target.admins))
+        )
+        if denied or not allowed:
             raise ReplyError(
                 api_error(
                     403,
@@ -800,6 +906,20 @@ class GoogleState:
                     },
                 )
             )
+
+    def _iam_context(
+        self, request: Request, match: re.Match[str], api: ApiMethod, permission: str
+    ) -> tuple[ServiceAccount, IssuedToken]:
+        issued = self.authorize(request, api)
+        self._require_service(issued, "iam.googleapis.com")
+        project = urllib.parse.unquote(match.group(1))
+        wanted = urllib.parse.unquote(match.group(2)).lower()
+        with self.lock:
+            account = self.accounts.get(wanted) or self.accounts_by_id.get(wanted)
+        target_project = account.project_id if account is not None else project
+        if project not in ("-", target_project):
+            target_project = project
+        self._may_administer(issued, target_project, permission)
         if account is None or project not in ("-", account.project_id):
             raise ReplyError(api_error(404, "Unknown service account"))
         return account, issued
@@ -812,6 +932,7 @@ class GoogleState:
             "keyAlgorithm": "KEY_ALG_RSA_2048",
             "keyOrigin": "GOOGLE_PROVIDED",
             "keyType": "USER_MANAGED",
+            **({"disabled": True} if key.disabled else {}),
         }
 
     def _iam_list_keys(self, request: Request, match: re.Match[str]) -> Reply:
@@ -852,8 +973,38 @@ class GoogleState:
             return api_error(400, f"Invalid value at 'private_key_type' ({json.dumps(key_type)})", reason="badRequest")
         if algorithm not in ("KEY_ALG_RSA_2048", "KEY_ALG_UNSPECIFIED"):
             return api_error(400, f"Invalid value at 'key_algorithm' ({json.dumps(algorithm)})", reason="badRequest")
+        with self.lock:
+            project = self.projects.get(account.project_id)
+            no_key_creation = project is not None and project.no_key_creation
+        if no_key_creation:
+            # Google's answer when iam.disableServiceAccountKeyCreation applies (default for orgs since 2024-05-03).
+            subject = (
+                f"projects/{account.project_id}/serviceAccounts/{account.email}"
+                f"?configvalue={urllib.parse.quote(account.email, safe='')}"
+            )
+            body = {
+                "error": {
+                    "code": 400,
+                    "message": MSG_KEY_CREATION_NOT_ALLOWED,
+                    "status": "FAILED_PRECONDITION",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                            "violations": [
+                                {
+                                    "type": CONSTRAINT_KEY_CREATION,
+                                    "subject": subject,
+                                    "description": MSG_KEY_CREATION_NOT_ALLOWED,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            }
+            return Reply(400, body)
         if self._key_count(account) >= MAX_KEYS_PER_SERVICE_ACCOUNT:
-            return api_error(400, "Precondition check failed.", status_name="FAILED_PRECONDITION")
+            # Google's (unhelpful) answer to the 10-key limit: no reason, no detail.
+            return api_error(400, MSG_PRECONDITION, status_name="FAILED_PRECONDITION")
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         key_id = secrets.token_hex(20)
         private_pem = private_key.private_bytes(
@@ -869,13 +1020,124 @@ class GoogleState:
                 "utf-8"
             )
         resource = self._key_resource(key, account)
-        body = {
+        created: dict[str, Any] = {
             "name": resource.pop("name"),
             "privateKeyType": key_type,
             "privateKeyData": base64.b64encode(data).decode("ascii"),
             **resource,
         }
-        return Reply(200, body)
+        return Reply(200, created)
+
+    def _iam_disable_key(self, request: Request, match: re.Match[str]) -> Reply:
+        return self._set_key_disabled(request, match, IAM_DISABLE_KEY, "iam.serviceAccountKeys.disable", True)
+
+    def _iam_enable_key(self, request: Request, match: re.Match[str]) -> Reply:
+        return self._set_key_disabled(request, match, IAM_ENABLE_KEY, "iam.serviceAccountKeys.enable", False)
+
+    def _set_key_disabled(
+        self, request: Request, match: re.Match[str], api: ApiMethod, permission: str, disabled: bool
+    ) -> Reply:
+        account, _issued = self._iam_context(request, match, api, permission)
+        key = self._find_key(account, match.group(3))
+        with self.lock:
+            # New assertions signed with a disabled key are refused; tokens already issued live out their hour.
+            key.disabled = disabled
+        return Reply(200, {})
+
+    def _account_resource(self, account: ServiceAccount) -> dict[str, Any]:
+        return {
+            "name": f"projects/{account.project_id}/serviceAccounts/{account.email}",
+            "projectId": account.project_id,
+            "uniqueId": account.client_id,
+            "email": account.email,
+            "displayName": "",
+            "etag": base64.b64encode(hashlib.sha256(account.email.encode()).digest()[:8]).decode("ascii"),
+            "oauth2ClientId": account.client_id,
+            **({"disabled": True} if account.disabled else {}),
+        }
+
+    def _iam_get_account(self, request: Request, match: re.Match[str]) -> Reply:
+        issued = self.authorize(request, IAM_GET_ACCOUNT)
+        self._require_service(issued, "iam.googleapis.com")
+        project = urllib.parse.unquote(match.group(1))
+        wanted = urllib.parse.unquote(match.group(2)).lower()
+        with self.lock:
+            account = self.accounts.get(wanted) or self.accounts_by_id.get(wanted)
+        self._may_administer(issued, account.project_id if account is not None else project, "iam.serviceAccounts.get")
+        if account is None or project not in ("-", account.project_id):
+            return api_error(404, f"Unknown service account: projects/{project}/serviceAccounts/{wanted}")
+        return Reply(200, self._account_resource(account))
+
+    def _iam_create_account(self, request: Request, match: re.Match[str]) -> Reply:
+        issued = self.authorize(request, IAM_CREATE_ACCOUNT)
+        self._require_service(issued, "iam.googleapis.com")
+        project_id = urllib.parse.unquote(match.group(1))
+        self._may_administer(issued, project_id, "iam.serviceAccounts.create")
+        payload = _json_payload(request)
+        account_id = str(payload.get("accountId") or "")
+        if not re.fullmatch(r"[a-z]([-a-z0-9]{4,28}[a-z0-9])", account_id):
+            return api_error(400, f"Invalid account ID: {account_id!r}; it must be 6-30 characters [a-z0-9-].")
+        with self.lock:
+            if project_id not in self.projects:
+                return api_error(404, f"Requested entity was not found. (project {project_id})")
+        email = f"{account_id}@{project_id}.iam.gserviceaccount.com"
+        with self.lock:
+            if email in self.accounts:
+                return api_error(
+                    409, f"Service account {account_id} already exists within project projects/{project_id}."
+                )
+            account = ServiceAccount(email, numeric_id("sa:" + email), project_id)
+            self.accounts[email] = account
+            self.accounts_by_id[account.client_id] = account
+        resource = self._account_resource(account)
+        details = payload.get("serviceAccount") or {}
+        resource["displayName"] = str(details.get("displayName") or "")
+        return Reply(200, resource)
+
+    # ----------------------------------------------------------------- Service Usage
+    def _usage_context(
+        self, request: Request, match: re.Match[str], api: ApiMethod, permission: str
+    ) -> tuple[Project, str]:
+        issued = self.authorize(request, api)
+        self._require_service(issued, "serviceusage.googleapis.com")
+        project_id = urllib.parse.unquote(match.group(1))
+        service = urllib.parse.unquote(match.group(2))
+        self._may_administer(issued, project_id, permission)
+        with self.lock:
+            project = self.projects.get(project_id)
+        if project is None:
+            raise ReplyError(api_error(403, f"Permission denied to get service [{service}]", reason="forbidden"))
+        if service not in SERVICE_TITLES:
+            raise ReplyError(api_error(404, f"Service {service} not found or permission denied."))
+        return project, service
+
+    def _service_resource(self, project: Project, service: str) -> dict[str, Any]:
+        return {
+            "name": f"projects/{project.number}/services/{service}",
+            "config": {"name": service, "title": SERVICE_TITLES[service]},
+            "state": "ENABLED" if service in project.services else "DISABLED",
+            "parent": f"projects/{project.number}",
+        }
+
+    def _usage_get(self, request: Request, match: re.Match[str]) -> Reply:
+        project, service = self._usage_context(request, match, USAGE_GET, "serviceusage.services.get")
+        with self.lock:
+            return Reply(200, self._service_resource(project, service))
+
+    def _usage_enable(self, request: Request, match: re.Match[str]) -> Reply:
+        project, service = self._usage_context(request, match, USAGE_ENABLE, "serviceusage.services.enable")
+        with self.lock:
+            project.services.add(service)
+            resource = self._service_resource(project, service)
+        operation = {
+            "name": "operations/acat." + secrets.token_hex(16),
+            "done": True,
+            "response": {
+                "@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
+                "service": resource,
+            },
+        }
+        return Reply(200, operation)
 
     def _key_count(self, account: ServiceAccount) -> int:
         with self.lock:
@@ -1025,6 +1287,12 @@ class GoogleState:
             "service-accounts/enable": lambda p: self._control_account_disabled(p, False),
             "keys/register": self._control_register_key,
             "keys/delete": self._control_delete_key,
+            "keys/disable": lambda p: self._control_key_disabled(p, True),
+            "keys/enable": lambda p: self._control_key_disabled(p, False),
+            "projects/add": self._control_add_project,
+            "projects/services": self._control_project_services,
+            "projects/org-policy": self._control_org_policy,
+            "iam/deny": self._control_deny,
             "clock": self._control_clock,
             "faults": self._control_fault,
             "faults/reset": self._control_reset_faults,
@@ -1067,6 +1335,17 @@ class GoogleState:
                     }
                     for a in self.accounts.values()
                 ],
+                "projects": {
+                    p.project_id: {
+                        "number": p.number,
+                        "services": sorted(p.services),
+                        "admins": sorted(p.admins),
+                        "no_key_creation": p.no_key_creation,
+                    }
+                    for p in self.projects.values()
+                },
+                "denied_permissions": sorted(self.denied_permissions),
+                "disabled_keys": sorted(k.key_id for k in self.keys.values() if k.disabled),
                 "authorized_scopes": {cid: sorted(s) for cid, s in self.authorized.items()},
                 "imap": {
                     "domain_enabled": self.imap_domain_enabled,
@@ -1169,6 +1448,8 @@ class GoogleState:
         with self.lock:
             self.accounts[account.email] = account
             self.accounts_by_id[account.client_id] = account
+            # A project the lab learns of this way behaves like the configured ones: every API enabled.
+            self._project(account.project_id, set(SERVICE_TITLES))
         return {"email": account.email}
 
     def _control_account_disabled(self, payload: dict[str, Any], disabled: bool) -> dict[str, Any]:
@@ -1186,6 +1467,45 @@ class GoogleState:
                 email_address, str(payload["private_key_id"]), str(payload["public_key_pem"]), self.now()
             )
         return {"private_key_id": key.key_id}
+
+    def _control_key_disabled(self, payload: dict[str, Any], disabled: bool) -> dict[str, Any]:
+        with self.lock:
+            key = self.keys[str(payload["private_key_id"])]
+            key.disabled = disabled
+        return {"private_key_id": key.key_id, "disabled": disabled}
+
+    def _control_add_project(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A project (empty unless ``services`` say otherwise); ``admins`` may administer it from elsewhere."""
+        project_id = str(payload["project_id"])
+        with self.lock:
+            project = self._project(project_id)
+            project.services.update(str(s) for s in payload.get("services", []))
+            project.admins.update(str(a).lower() for a in payload.get("admins", []))
+            return {"project_id": project_id, "number": project.number, "services": sorted(project.services)}
+
+    def _control_project_services(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Enable or disable APIs of a project: ``{"project_id", "services": [...], "enabled": bool}``."""
+        with self.lock:
+            project = self.projects[str(payload["project_id"])]
+            names = {str(s) for s in payload["services"]}
+            if payload.get("enabled", True):
+                project.services |= names
+            else:
+                project.services -= names
+            return {"services": sorted(project.services)}
+
+    def _control_org_policy(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``{"project_id", "disable_key_creation": bool}``: iam.disableServiceAccountKeyCreation for the project."""
+        with self.lock:
+            project = self.projects[str(payload["project_id"])]
+            project.no_key_creation = bool(payload["disable_key_creation"])
+            return {"no_key_creation": project.no_key_creation}
+
+    def _control_deny(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``{"permissions": [...]}``: IAM permissions nobody but the super admin holds (replaces the list)."""
+        with self.lock:
+            self.denied_permissions = {str(p) for p in payload.get("permissions", [])}
+            return {"denied_permissions": sorted(self.denied_permissions)}
 
     def _control_delete_key(self, payload: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
