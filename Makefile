@@ -22,6 +22,8 @@ COLLECTIONS_ROOT := $(BUILD)/collections
 COLLECTION_LINK := $(COLLECTIONS_ROOT)/ansible_collections/nupoint/gworkspace
 # ansible-test needs a real tree at .../ansible_collections/<ns>/<name>; it gets a copy of the tracked files.
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/nupoint/gworkspace
+# make docs: antsibull-docs writes module and role pages into $(DOCS)/src, the guides are copied beside them.
+DOCS := $(BUILD)/docs
 APT_PACKAGES := dovecot-imapd chrony openssh-server openssh-client rsync curl git
 PYTEST_ARGS ?=
 
@@ -35,7 +37,7 @@ export NO_COLOR := 1
 export PY_COLORS := 0
 
 .PHONY: help deps venv apt collection test test-fast lint ruff mypy sanity ansible-lint unit \
-	integration molecule lab-up lab-down lab-status build clean
+	integration molecule lab-up lab-down lab-status build clean docs changelog-lint integration-targets
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -129,6 +131,20 @@ lab-status: venv
 build: venv
 	mkdir -p $(BUILD)/dist
 	ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+
+# --- documentation ----------------------------------------------------------------------------
+
+# The site: module pages (DOCUMENTATION) and role pages (meta/argument_specs.yml) from antsibull-docs, the guides
+# (docs/*.md, roles/*/README.md) through myst-parser; Sphinx config in docs/docsite/conf.py. Offline, and any
+# warning fails the build (-W). Open $(DOCS)/html/index.html.
+docs: venv collection
+	rm -rf $(DOCS) && mkdir -p -m 0755 $(DOCS)/src
+	antsibull-docs collection --use-current --fail-on-error --cleanup everything --dest-dir $(DOCS)/src nupoint.gworkspace
+	mkdir -p $(DOCS)/src/docs && cp docs/*.md $(DOCS)/src/docs/
+	for readme in roles/*/README.md; do mkdir -p $(DOCS)/src/$$(dirname $$readme) && cp $$readme $(DOCS)/src/$$readme; done
+	cp docs/docsite/index.rst $(DOCS)/src/index.rst
+	sphinx-build -b html -W --keep-going -q -w $(DOCS)/warnings.txt -c docs/docsite $(DOCS)/src $(DOCS)/html
+	@echo "docs: $(DOCS)/html/index.html"
 
 clean:
 	-python -m tests.lab down 2>/dev/null
