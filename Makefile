@@ -96,6 +96,11 @@ sanity: venv
 	cd $(SANITY_TREE) && git init -q && git add -A
 	cd $(SANITY_TREE) && ansible-test sanity --python 3.11 --color no
 
+# Fragments are valid, and changelogs/changelog.yaml with them (CHANGELOG.md is rendered at release time:
+# `antsibull-changelog release`, then commit CHANGELOG.md, changelogs/ and the consumed fragments' removal).
+changelog-lint: venv
+	antsibull-changelog lint
+
 ansible-lint: venv collection
 	ansible-lint --profile production
 
@@ -113,7 +118,7 @@ molecule: deps
 
 test-fast: lint unit
 
-test: deps lint sanity ansible-lint unit integration molecule
+test: deps lint changelog-lint sanity ansible-lint unit integration molecule
 
 # --- lab --------------------------------------------------------------------------------------
 
