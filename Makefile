@@ -24,7 +24,7 @@ COLLECTION_LINK := $(COLLECTIONS_ROOT)/ansible_collections/nupoint/gworkspace
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/nupoint/gworkspace
 # make docs: antsibull-docs writes module and role pages into $(DOCS)/src, the guides are copied beside them.
 DOCS := $(BUILD)/docs
-APT_PACKAGES := dovecot-imapd chrony openssh-server openssh-client rsync curl git
+APT_PACKAGES := dovecot-imapd chrony openssh-server openssh-client rsync curl git chromium
 PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)

@@ -99,10 +99,24 @@ options:
     default: true
   report_path:
     description:
-      - Write a JSON report (summary and every user's result) to this path on the node, and a CSV report (one row per
-        user) next to it, with a C(.csv) suffix in place of C(.json).
+      - Write a JSON report (summary and every user's result) to this path on the node, a CSV report (one row per
+        user) next to it, with a C(.csv) suffix in place of C(.json), and an HTML report with an C(.html) suffix.
+      - The HTML report is one self-contained page for people (no external assets, readable offline and without
+        JavaScript) - the header (domain, host, time, client ID, key ID and, when known, fingerprint and clock
+        offset, collection version), a chart of users per failure class, latency percentiles, and a sortable,
+        filterable table of the failed users with the server's message and what fixes it. A URL fragment such as
+        C(#class=imap_disabled) filters it.
       - Written atomically with mode C(0600), because they list users. Not written in check mode.
+      - While the users are checked, one progress line (C(1200 / 2500 checked, 3 failed, 41 s left)) is appended about
+        every second to O(report_path) with a C(.progress) suffix added (mode C(0600), counts only), so
+        C(tail -f) shows how far a long run is; the last line says C(done). Not written in check mode.
     type: path
+  report_meta:
+    description:
+      - Facts the module cannot know, shown in the HTML report's header and kept in the JSON report's C(meta) -
+        C(host) (the inventory name), C(domain), C(fingerprint_sha256) (of the key) and C(clock_offset_seconds) (as
+        measured by M(nupoint.gworkspace.msl_time_sync)). Other keys and empty values are ignored.
+    type: dict
   return_results:
     description:
       - Return RV(results), one entry per user. With V(false), only RV(summary) and RV(failed_users) are returned, which
@@ -244,10 +258,10 @@ skipped_users:
   type: dict
   sample: {"blank": 2, "duplicate": ["alice@example.com"], "invalid": ["'bob@' (users_file line 7)"]}
 report:
-  description: Paths of the written reports.
+  description: Paths of the written reports (the progress file is O(report_path) with C(.progress) added).
   returned: when O(report_path) is set and not in check mode
   type: dict
-  sample: {"json": "/var/tmp/imap-check.json", "csv": "/var/tmp/imap-check.csv"}
+  sample: {"json": "/var/tmp/imap-check.json", "csv": "/var/tmp/imap-check.csv", "html": "/var/tmp/imap-check.html"}
 client_id:
   description: The service account's client ID (the one authorised in the Admin console).
   returned: when the key could be loaded
@@ -311,6 +325,7 @@ def main():
             enforce_user_limit=dict(type="bool", default=True),
             fail_threshold=dict(type="raw", default=0),
             report_path=dict(type="path"),
+            report_meta=dict(type="dict"),
             return_results=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("users", "users_file")],

@@ -290,9 +290,14 @@ class ImapChecker:
     # ------------------------------------------------------------------ many users
 
     def run(
-        self, users: Sequence[str], concurrency: int = DEFAULT_CONCURRENCY
+        self,
+        users: Sequence[str],
+        concurrency: int = DEFAULT_CONCURRENCY,
+        on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
     ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
         """Check ``users`` with at most ``concurrency`` at a time; ``(results in input order, summary)``.
+
+        ``on_result`` is called after each user (``report.ProgressFile.record``: see ``pool.run_per_user``).
 
         When the servers cannot be reached at all (the first ``max(20, 2 * concurrency)`` users in a row
         failed with the same network class before logging in), the remaining users are not tried: each
@@ -302,7 +307,9 @@ class ImapChecker:
         started = self._clock()
         workers = workers_for(concurrency, len(users))
         breaker = Breaker(max(20, 2 * workers), _unreachable)
-        results = run_per_user(users, self.check, workers, breaker, _not_tried(breaker), name="imap_check")
+        results = run_per_user(
+            users, self.check, workers, breaker, _not_tried(breaker), name="imap_check", on_result=on_result
+        )
         return results, summarize(results, self._clock() - started, workers)
 
 
@@ -404,8 +411,10 @@ def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], writ
 
     ``source``: a token source as :func:`new_token_source` makes it (closed here). ``params``: the
     module's options. The report is written when ``write_report`` and ``report_path`` are set; when it
-    cannot be, ``report_error`` says why (and ``report`` is absent). Raises ``GoogleFailure`` (``tls``)
-    for an unusable ``ca_path``.
+    cannot be, ``report_error`` says why (and ``report`` is absent). Then progress also goes to
+    ``report_path`` + ``.progress`` while the users are checked (``report.ProgressFile``).
+    ``params["report_meta"]`` (optional) adds known facts to the report's header (host, clock offset, key
+    fingerprint). Raises ``GoogleFailure`` (``tls``) for an unusable ``ca_path``.
     """
     concurrency = min(params["concurrency"], len(users))
     try:
@@ -414,6 +423,9 @@ def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], writ
         source.close()
         raise failures.GoogleFailure("tls", "Cannot load ca_path %s: %s." % (params["ca_path"], exc)) from None
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    progress = None
+    if params["report_path"] and write_report:
+        progress = report.ProgressFile(report.progress_path(params["report_path"]), len(users))
     try:
         checker = ImapChecker(
             source,
@@ -425,9 +437,11 @@ def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], writ
             retries=params["retries"],
             select_mailbox=params["select_mailbox"],
         )
-        results, summary = checker.run(users, concurrency)
+        results, summary = checker.run(users, concurrency, progress.record if progress is not None else None)
     finally:
         source.close()
+        if progress is not None:
+            progress.close()
     result: Dict[str, Any] = dict(
         summary=summary,
         failed_users=failures.failed_users(results),
@@ -444,8 +458,10 @@ def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], writ
             select_mailbox=params["select_mailbox"],
             client_id=source.client_id,
             client_email=source.client_email,
+            private_key_id=getattr(source, "private_key_id", "") or "",
             node=os.uname()[1],
         )
+        meta.update(report.header_meta(params.get("report_meta")))
         try:
             result["report"] = report.write_report(params["report_path"], results, summary, meta)
         except OSError as exc:

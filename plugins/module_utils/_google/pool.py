@@ -154,6 +154,7 @@ def run_per_user(
     skip: Optional[Callable[[Item, Result], Result]] = None,
     probe_first: bool = False,
     name: str = "per_user",
+    on_result: Optional[Callable[[Result], None]] = None,
 ) -> List[Result]:
     """``work(item)`` for every item, at most ``concurrency`` at a time; the results in input order.
 
@@ -161,6 +162,8 @@ def run_per_user(
     ``breaker``, every result is recorded and, once it has tripped, the items not yet started get
     ``skip(item, breaker.cause)`` instead of ``work(item)``. ``probe_first`` runs the first item alone
     before the others start, so a failure that holds for everyone is met once, not ``concurrency`` times.
+    ``on_result(result)`` is called on the worker's thread after each item, skipped ones included (for
+    progress: it must be cheap and thread-safe, and must not raise).
     """
     results: List[Optional[Result]] = [None] * len(items)
 
@@ -168,12 +171,14 @@ def run_per_user(
         item = items[index]
         cause = breaker.cause if breaker is not None else None
         if cause is not None and skip is not None:
-            results[index] = skip(item, cause)
-            return
-        result = work(item)
-        if breaker is not None:
-            breaker.record(result)
+            result = skip(item, cause)
+        else:
+            result = work(item)
+            if breaker is not None:
+                breaker.record(result)
         results[index] = result
+        if on_result is not None:
+            on_result(result)
 
     indexes = list(range(len(items)))
     if probe_first and indexes:

@@ -1,10 +1,15 @@
 # Copyright: contributors to nupoint.gworkspace
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The per-user check's report files: JSON (everything) and CSV (one row per user), written 0600 atomically.
+"""The per-user check's report files: JSON (everything), CSV (one row per user) and HTML (the page people
+read, ``report_html``), written 0600 atomically; and the run's progress file.
 
 The report lists every user's address: it is written owner-only, never half-written (a temporary file
 in the same directory, fsynced, then renamed). Server texts in the CSV are neutralised for spreadsheet
-programs. Standard library only; parses as Python 3.6.
+programs, in the HTML escaped. Standard library only; parses as Python 3.6.
+
+The progress file (:class:`ProgressFile`, ``report_path`` + ``.progress``) is the exception to "atomic
+rewrite": it is appended to, one short line about every second, because ``tail -f`` follows the file it
+opened, and a file replaced by a rename would freeze it. It holds counts only, no user.
 """
 
 import csv
@@ -12,7 +17,11 @@ import io
 import json
 import os
 import tempfile
-from typing import Any, Dict, Mapping, Sequence, Tuple
+import threading
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import report_html
 
 REPORT_FIELDS = (
     "user",
@@ -36,6 +45,36 @@ def report_paths(report_path: str) -> Tuple[str, str]:
     if extension.lower() == ".csv":
         return root + ".json", report_path
     return report_path, report_path + ".csv"
+
+
+def html_report_path(report_path: str) -> str:
+    """The HTML report's path: next to the JSON report, with an ``.html`` suffix."""
+    return os.path.splitext(report_paths(report_path)[0])[0] + ".html"
+
+
+def progress_path(report_path: str) -> str:
+    """The progress file's path: ``report_path`` + ``.progress``."""
+    return report_path + ".progress"
+
+
+# What a playbook may add to the report's header (imap_check's report_meta): facts the module cannot know.
+HEADER_META_FIELDS = ("host", "domain", "fingerprint_sha256", "clock_offset_seconds")
+
+
+def header_meta(extra: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The known, non-empty fields of ``extra`` (:data:`HEADER_META_FIELDS`), as text or, for the offset, a number."""
+    meta: Dict[str, Any] = {}
+    for name, value in (extra or {}).items():
+        if name not in HEADER_META_FIELDS or value is None or value == "":
+            continue
+        if name == "clock_offset_seconds":
+            try:
+                meta[name] = float(value)
+            except (TypeError, ValueError):
+                continue
+        else:
+            meta[name] = str(value)
+    return meta
 
 
 def report_documents(
@@ -97,9 +136,91 @@ def write_private_file(path: str, data: bytes, mode: int = 0o600) -> None:
 def write_report(
     report_path: str, results: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], meta: Mapping[str, Any]
 ) -> Dict[str, str]:
-    """Write the JSON and CSV reports (atomically, mode 0600); return ``{"json": path, "csv": path}``."""
+    """Write the JSON, CSV and HTML reports (atomically, mode 0600); return ``{"json", "csv", "html"}`` paths."""
     json_path, csv_path = report_paths(report_path)
+    html_path = html_report_path(report_path)
     json_bytes, csv_bytes = report_documents(results, summary, meta)
+    html_bytes = report_html.render_report(results, summary, meta).encode("utf-8")
     write_private_file(json_path, json_bytes)
     write_private_file(csv_path, csv_bytes)
-    return {"json": json_path, "csv": csv_path}
+    write_private_file(html_path, html_bytes)
+    return {"json": json_path, "csv": csv_path, "html": html_path}
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def progress_line(done: int, total: int, failed: int, elapsed: float, finished: bool = False) -> str:
+    """``"1200 / 2500 checked, 3 failed, 41 s left"``: the left time from the rate so far."""
+    text = "%d / %d checked, %d failed" % (done, total, failed)
+    if finished:
+        return "%s, done in %.1f s" % (text, elapsed)
+    if done and elapsed > 0:
+        return "%s, %d s left" % (text, round((total - done) * elapsed / done))
+    return text + ", starting"
+
+
+class ProgressFile:
+    """Appends :func:`progress_line` to ``path`` at most every ``interval`` seconds while users are checked.
+
+    :meth:`record` is called by every worker after each user: it counts under a lock and writes only when
+    the interval has passed and no other worker is writing, so workers never wait on the disk. Failing
+    to write progress never fails the run (the file is a courtesy; the report is the result).
+    """
+
+    def __init__(
+        self, path: str, total: int, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self.total = total
+        self.interval = interval
+        self.done = 0
+        self.failed = 0
+        self._clock = clock
+        self._started = clock()
+        self._last_write = self._started
+        self._count_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._fd: Optional[int] = None
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            os.fchmod(self._fd, 0o600)
+        except OSError:
+            self._fd = None
+        self._write(progress_line(0, total, 0, 0.0))
+
+    def record(self, result: Mapping[str, Any]) -> None:
+        now = self._clock()
+        with self._count_lock:
+            self.done += 1
+            if result.get("failure_class") != "ok":
+                self.failed += 1
+            due = now - self._last_write >= self.interval
+            if due:
+                self._last_write = now
+            done, failed = self.done, self.failed
+        if due and self._write_lock.acquire(False):
+            try:
+                self._write(progress_line(done, self.total, failed, now - self._started))
+            finally:
+                self._write_lock.release()
+
+    def close(self) -> None:
+        """Write the final line and close the file."""
+        with self._write_lock:
+            self._write(progress_line(self.done, self.total, self.failed, self._clock() - self._started, True))
+            if self._fd is not None:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+                self._fd = None
+
+    def _write(self, line: str) -> None:
+        # One write() of one short line on an O_APPEND descriptor: a reader never sees half of it.
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, (line + "\n").encode("ascii"))
+        except OSError:
+            pass

@@ -178,7 +178,11 @@ def test_report_is_written_0600_and_not_in_check_mode(run_module, fakes, tmp_pat
     assert "report" not in result
     assert not report.exists()
     result = run_module(module, args(report_path=str(report)))
-    assert result["report"] == {"json": str(report), "csv": str(tmp_path / "imap.csv")}
+    assert result["report"] == {
+        "json": str(report),
+        "csv": str(tmp_path / "imap.csv"),
+        "html": str(tmp_path / "imap.html"),
+    }
     assert stat.S_IMODE(os.stat(report).st_mode) == 0o600
     assert json.loads(report.read_text())["summary"]["total"] == 5
     assert (tmp_path / "imap.csv").read_text().splitlines()[0].startswith("user,failure_class,phase")

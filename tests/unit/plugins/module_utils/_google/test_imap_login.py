@@ -721,7 +721,11 @@ def test_write_report_is_private_parses_and_escapes_formulas(tmp_path):
     results, summary = checker.run(["alice@example.test", "bob@example.test"], concurrency=2)
     os.umask(0o022)
     paths = report.write_report(str(tmp_path / "imap.json"), results, summary, {"imap_host": "imap.example.test"})
-    assert paths == {"json": str(tmp_path / "imap.json"), "csv": str(tmp_path / "imap.csv")}
+    assert paths == {
+        "json": str(tmp_path / "imap.json"),
+        "csv": str(tmp_path / "imap.csv"),
+        "html": str(tmp_path / "imap.html"),
+    }
     for path in paths.values():
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     document = json.loads((tmp_path / "imap.json").read_text())
