@@ -85,6 +85,7 @@ def write_private(path: str, data: bytes) -> None:
 
 class ActionModule(AdminCredentialActionBase):
     MODULE_NAME = "nupoint.gworkspace.service_account_key"
+    _secret: tuple[str, Any] | None = None
 
     def _vault_secret(self, task_args: dict[str, Any]) -> tuple[str, Any] | None:
         secrets = list(getattr(getattr(self._loader, "_vault", None), "secrets", None) or [])
@@ -137,6 +138,8 @@ class ActionModule(AdminCredentialActionBase):
             return result
         task_args = dict(self._task.args)
         try:
+            if self._secret is None:  # pragma: no cover - run() sets it whenever a handover is asked for
+                raise ValueError("no vault secret")
             vault_id, secret = self._secret
             vault = VaultLib(secrets=[(vault_id, secret)])
             encrypted = vault.encrypt(to_bytes(key_file), secret=secret, vault_id=vault_id)

@@ -19,6 +19,8 @@ Runs on MSL: standard library only, Python 3.6 compatible. Commands are run thro
 unit tests); no shell is involved.
 """
 
+import base64
+import binascii
 import os
 import tempfile
 import time
@@ -27,6 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import (
     CredentialKeyError,
     credential_key_metadata,
+    expected_mismatches,
     normalize_fingerprint,
 )
 
@@ -687,3 +690,97 @@ def credential_store_from_params(run_command: RunCommand, params: Mapping[str, A
         key_file=params["credential_key_file"],
         p12_file=params["credential_p12_file"],
     )
+
+
+# --------------------------------------------------------------------------- the credentials module's run
+
+
+class CredentialInputError(Exception):
+    """The key handed to MSL cannot be installed; nothing was changed. ``details`` are public facts (ids)."""
+
+    def __init__(self, msg: str, reason: str, field: Optional[str] = None, **details: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.reason = reason
+        self.field = field
+        self.details = details
+
+    def as_result(self) -> Dict[str, Any]:
+        result = dict(self.details, reason=self.reason)
+        if self.field is not None:
+            result["field"] = self.field
+        return result
+
+
+def _handed_over_key(params: Mapping[str, Any]) -> Tuple[bytes, Optional[bytes]]:
+    """The JSON key and the P12 the action plugin handed over (``content``, base64 ``p12_content``)."""
+    if params.get("content") is None:
+        raise CredentialInputError(
+            "No key reached the module: src is read on the controller by the action plugin, which runs when the "
+            "task uses nupoint.gworkspace.msl_oauth_credentials. Set src or content.",
+            "read_error",
+            "src",
+        )
+    p12 = None
+    if params.get("p12_content") is not None:
+        try:
+            p12 = base64.b64decode("".join(params["p12_content"].split()).encode("ascii"), validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raise CredentialInputError("p12_content is not base64.", "p12_invalid", "p12_content") from None
+    return params["content"].encode("utf-8"), p12
+
+
+def install_credentials(
+    store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
+) -> Dict[str, Any]:
+    """``state: present``: compare with the pins, plan, install unless ``check_mode``, signal the event on a new key."""
+    content, p12 = _handed_over_key(params)
+    meta = credential_key_metadata(content)
+    mismatches = expected_mismatches(
+        meta, params["expected_client_id"], params["expected_client_email"], params["expected_fingerprint"]
+    )
+    if mismatches:
+        raise CredentialInputError(
+            "This is not the expected key: %s. Nothing was changed on MSL." % "; ".join(mismatches),
+            "unexpected_key",
+            client_id=meta["client_id"],
+            client_email=meta["client_email"],
+            fingerprint_sha256=meta["fingerprint_sha256"],
+        )
+    plan = store.plan_install(content, p12, meta)
+    changed = bool(plan["changes"])
+    result: Dict[str, Any] = dict(
+        changed=changed,
+        changes=plan["changes"],
+        client_id=meta["client_id"],
+        client_email=meta["client_email"],
+        private_key_id=meta["private_key_id"],
+        fingerprint_sha256=meta["fingerprint_sha256"],
+        path=store.json_path,
+        p12_path=store.p12_path if p12 is not None else None,
+        installed_at=plan["before"].get("installed_at") if not plan["key_changed"] else None,
+        backup_file=None,
+        p12_backup_file=None,
+    )
+    if changed and not check_mode:
+        result.update(store.install(content, p12, meta, plan, backup=params["backup"]))
+        if plan["key_changed"]:
+            signal_event(run_command, params["credential_event"], params["signal_event_command"])
+    if diff:
+        result["diff"] = dict(before=plan["before"], after=dict(plan["after"], installed_at=result["installed_at"]))
+    return result
+
+
+def remove_credentials(
+    store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
+) -> Dict[str, Any]:
+    """``state: absent``: remove the files and the record unless ``check_mode``, signal the event when removed."""
+    plan = store.plan_remove()
+    changed = bool(plan["changes"])
+    result: Dict[str, Any] = dict(changed=changed, changes=plan["changes"], backup_file=None, p12_backup_file=None)
+    if changed and not check_mode:
+        result.update(store.remove(backup=params["backup"]))
+        signal_event(run_command, params["credential_event"], params["signal_event_command"])
+    if diff:
+        result["diff"] = dict(before=plan["before"], after=plan["after"])
+    return result

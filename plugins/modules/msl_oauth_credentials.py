@@ -189,26 +189,21 @@ reason:
   sample: p12_mismatch
 """
 
-import base64
-import binascii
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import (
-    CredentialKeyError,
-    credential_key_metadata,
-    expected_mismatches,
-)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import CredentialKeyError
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
     key_source_argument_spec,
     key_source_mutually_exclusive,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
+    CredentialInputError,
     MslError,
     credential_store_from_params,
+    install_credentials,
     module_run_command,
     msl_credentials_argument_spec,
-    signal_event,
+    remove_credentials,
 )
 
 
@@ -226,73 +221,6 @@ def argument_spec():
     return spec
 
 
-def present(module, store, run_command):
-    params = module.params
-    if params["content"] is None:
-        module.fail_json(
-            msg="No key reached the module: src is read on the controller by the action plugin, which runs when the "
-            "task uses nupoint.gworkspace.msl_oauth_credentials. Set src or content.",
-            reason="read_error",
-            field="src",
-        )
-    content = params["content"].encode("utf-8")
-    p12 = None
-    if params["p12_content"] is not None:
-        try:
-            p12 = base64.b64decode("".join(params["p12_content"].split()), validate=True)
-        except (binascii.Error, ValueError):
-            module.fail_json(msg="p12_content is not base64.", reason="p12_invalid", field="p12_content")
-    meta = credential_key_metadata(content)
-    mismatches = expected_mismatches(
-        meta, params["expected_client_id"], params["expected_client_email"], params["expected_fingerprint"]
-    )
-    if mismatches:
-        module.fail_json(
-            msg="This is not the expected key: %s. Nothing was changed on MSL." % "; ".join(mismatches),
-            reason="unexpected_key",
-            client_id=meta["client_id"],
-            client_email=meta["client_email"],
-            fingerprint_sha256=meta["fingerprint_sha256"],
-        )
-    plan = store.plan_install(content, p12, meta)
-    changed = bool(plan["changes"])
-    result = dict(
-        changed=changed,
-        changes=plan["changes"],
-        client_id=meta["client_id"],
-        client_email=meta["client_email"],
-        private_key_id=meta["private_key_id"],
-        fingerprint_sha256=meta["fingerprint_sha256"],
-        path=store.json_path,
-        p12_path=store.p12_path if p12 is not None else None,
-        installed_at=plan["before"].get("installed_at") if not plan["key_changed"] else None,
-        backup_file=None,
-        p12_backup_file=None,
-    )
-    if changed and not module.check_mode:
-        outcome = store.install(content, p12, meta, plan, backup=params["backup"])
-        result.update(outcome)
-        if plan["key_changed"]:
-            signal_event(run_command, params["credential_event"], params["signal_event_command"])
-    if module._diff:
-        after = dict(plan["after"], installed_at=result["installed_at"])
-        result["diff"] = dict(before=plan["before"], after=after)
-    return result
-
-
-def absent(module, store, run_command):
-    params = module.params
-    plan = store.plan_remove()
-    changed = bool(plan["changes"])
-    result = dict(changed=changed, changes=plan["changes"], backup_file=None, p12_backup_file=None)
-    if changed and not module.check_mode:
-        result.update(store.remove(backup=params["backup"]))
-        signal_event(run_command, params["credential_event"], params["signal_event_command"])
-    if module._diff:
-        result["diff"] = dict(before=plan["before"], after=plan["after"])
-    return result
-
-
 def run_module():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -301,12 +229,12 @@ def run_module():
     )
     params = module.params
     run_command = module_run_command(module)
+    run = install_credentials if params["state"] == "present" else remove_credentials
     try:
         store = credential_store_from_params(run_command, params)
-        if params["state"] == "present":
-            result = present(module, store, run_command)
-        else:
-            result = absent(module, store, run_command)
+        result = run(store, params, run_command, module.check_mode, module._diff)
+    except CredentialInputError as exc:
+        module.fail_json(msg=exc.msg, **exc.as_result())
     except CredentialKeyError as exc:
         module.fail_json(msg=exc.msg, reason="bad_private_key")
     except MslError as exc:

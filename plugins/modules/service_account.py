@@ -140,6 +140,8 @@ refusal:
   type: str
 """
 
+from typing import Any, Dict
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import admin_console_url
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
@@ -153,7 +155,7 @@ def bootstrap(module):
         key_text, params["token_uri"], params["api_base_url"], params["ca_path"], params["timeout"], params["retries"]
     )
     project = params["project_id"]
-    result = {"changed": False, "created": False, "services": {}, "enabled": []}
+    result: Dict[str, Any] = {"changed": False, "created": False, "services": {}, "enabled": []}
     for service in iam.services_for(params["features"], params["services"]):
         state = iam.service_state(client, project, service)
         if state != "ENABLED":

@@ -204,6 +204,7 @@ activation_url:
 
 import os
 import tempfile
+from typing import Any, Dict
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
@@ -241,7 +242,7 @@ def manage(module):
     account, project, key_id, state = params["service_account"], params["project_id"], params["key_id"], params["state"]
     client = admin_client(module)
     keys = iam.list_keys(client, account, project)
-    result = {"changed": False, "created": False}
+    result: Dict[str, Any] = {"changed": False, "created": False}
     if key_id is not None:
         key = iam.find_key(keys, key_id)
         if state == "absent":
