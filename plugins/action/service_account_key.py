@@ -12,12 +12,12 @@ writes ``dest`` itself (0600) where it runs, which is the controller (``delegate
 
 import json
 import os
-import tempfile
 from typing import Any
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.parsing.vault import VaultLib, is_encrypted, match_encrypt_secret
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import key_option_names
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import (
     KeyActionBase,
@@ -67,20 +67,6 @@ def held_key(action: Any, dest: str, account: str) -> tuple[str | None, bool]:
             "dest",
         )
     return str(data.get("private_key_id") or "") or None, encrypted
-
-
-def write_private(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nupoint-key-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ActionModule(AdminCredentialActionBase):
@@ -143,7 +129,7 @@ class ActionModule(AdminCredentialActionBase):
             vault_id, secret = self._secret
             vault = VaultLib(secrets=[(vault_id, secret)])
             encrypted = vault.encrypt(to_bytes(key_file), secret=secret, vault_id=vault_id)
-            write_private(result["dest"], encrypted)
+            atomic_write(result["dest"], encrypted)
         except Exception as exc:  # noqa: BLE001 - the key exists at Google and only here: say so
             scrub_invocation(result, task_args)
             result.update(

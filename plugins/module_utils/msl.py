@@ -22,10 +22,16 @@ unit tests); no shell is involved.
 import base64
 import binascii
 import os
-import tempfile
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import (
+    atomic_write,
+    fsync_directory,
+    is_root,
+    stage_file,
+    unlink_quietly,
+)
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import (
     CredentialKeyError,
     credential_key_metadata,
@@ -292,61 +298,6 @@ CREDENTIAL_DIR_MODE = 0o700
 CREDENTIAL_PROPS = ("ClientEmail", "ClientId", "Fingerprint", "InstalledAt", "KeyFile", "P12File", "PrivateKeyId")
 
 
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def fsync_directory(path: str) -> None:
-    """Make a rename in ``path`` durable (the directory entry, not only the file data)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def stage_file(directory: str, name: str, data: bytes, mode: int = CREDENTIAL_FILE_MODE) -> str:
-    """Write ``data`` to a new temp file next to ``name`` (mode ``mode``, root:root as root), fsynced; return its path."""
-    fd, tmp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        if _is_root():
-            os.fchown(fd, 0, 0)
-        with os.fdopen(fd, "wb") as handle:
-            fd = -1
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        if fd != -1:
-            os.close(fd)
-        _unlink_quietly(tmp_path)
-        raise
-    return tmp_path
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def atomic_write(path: str, data: bytes, mode: int = CREDENTIAL_FILE_MODE) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file in the same directory, fsync, rename, fsync dir.
-
-    A reader sees the old file or the new one, never a partial one; a failure leaves the old file.
-    """
-    directory, name = os.path.split(path)
-    tmp_path = stage_file(directory, name, data, mode)
-    try:
-        os.replace(tmp_path, path)
-    except BaseException:
-        _unlink_quietly(tmp_path)
-        raise
-    fsync_directory(directory)
-
-
 def backup_path_for(path: str) -> str:
     """``<path>.<pid>.<UTC time>~`` next to the file (Ansible's backup naming)."""
     return "%s.%d.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S", time.gmtime()))
@@ -580,7 +531,7 @@ class CredentialStore:
                     staged.pop(0)
             finally:
                 for tmp_path, _path in staged:
-                    _unlink_quietly(tmp_path)
+                    unlink_quietly(tmp_path)
             if p12 is None and os.path.lexists(self.p12_path):
                 os.unlink(self.p12_path)
             fsync_directory(self.directory)
@@ -619,7 +570,7 @@ class CredentialStore:
         if not os.path.isdir(self.directory):
             os.makedirs(self.directory, CREDENTIAL_DIR_MODE)
         os.chmod(self.directory, CREDENTIAL_DIR_MODE)
-        if _is_root():
+        if is_root():
             os.chown(self.directory, 0, 0)
 
     def _fix_file_modes(self) -> None:
@@ -627,7 +578,7 @@ class CredentialStore:
             facts = _file_facts(path)
             if facts is not None and not _mode_and_owner_ok(facts, CREDENTIAL_FILE_MODE):
                 os.chmod(path, CREDENTIAL_FILE_MODE)
-                if _is_root():
+                if is_root():
                     os.chown(path, 0, 0)
 
     def _backup(self, changes: List[str]) -> Dict[str, Optional[str]]:
@@ -648,7 +599,7 @@ class CredentialStore:
 def _mode_and_owner_ok(facts: Dict[str, object], mode: int) -> bool:
     if int(str(facts["mode"]), 8) != mode:
         return False
-    return not _is_root() or (facts["uid"] == 0 and facts["gid"] == 0)
+    return not is_root() or (facts["uid"] == 0 and facts["gid"] == 0)
 
 
 def _diff_view(state: Dict[str, Any]) -> Dict[str, Any]:

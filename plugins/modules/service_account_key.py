@@ -202,31 +202,15 @@ activation_url:
   type: str
 """
 
-import os
-import tempfile
 from typing import Any, Dict
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import no_key_message
 
 # The result field that carries a created key to the action plugin (key_handover); the plugin always removes it.
 HANDOVER_FIELD = "_nupoint_key_file"
-
-
-def write_private(path, text):
-    """Write ``text`` to ``path`` atomically, mode 0600 from the start."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nupoint-key-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def admin_client(module):
@@ -286,7 +270,7 @@ def manage(module):
     if params["key_handover"]:
         result[HANDOVER_FIELD] = created.key_file
     else:
-        write_private(params["dest"], created.key_file)
+        atomic_write(params["dest"], created.key_file.encode("utf-8"))
         result["vault_encrypted"] = False
     return result
 
