@@ -22,6 +22,8 @@ COLLECTIONS_ROOT := $(BUILD)/collections
 COLLECTION_LINK := $(COLLECTIONS_ROOT)/ansible_collections/nupoint/gworkspace
 # ansible-test needs a real tree at .../ansible_collections/<ns>/<name>; it gets a copy of the tracked files.
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/nupoint/gworkspace
+# ansible-test integration likewise runs tests/integration/targets on a copy.
+TARGETS_TREE := $(BUILD)/integration-targets/ansible_collections/nupoint/gworkspace
 # make docs: antsibull-docs writes module and role pages into $(DOCS)/src, the guides are copied beside them.
 DOCS := $(BUILD)/docs
 APT_PACKAGES := dovecot-imapd chrony openssh-server openssh-client rsync curl git chromium
@@ -109,6 +111,16 @@ ansible-lint: venv collection
 unit: venv collection
 	pytest tests/unit $(PYTEST_ARGS)
 
+# tests/integration/targets/<module>/tasks/main.yml, the ecosystem's form (check mode, real run, both again), run by
+# ansible-test on this machine (its Python, no venv: nothing to download) against emulated MSL host directories and
+# an SNTP responder the targets make themselves with the lab's tools.
+integration-targets: venv
+	rm -rf $(TARGETS_TREE) && mkdir -p $(TARGETS_TREE)
+	git ls-files -z --cached --others --exclude-standard 2>/dev/null | rsync -a --from0 --files-from=- ./ $(TARGETS_TREE)/
+	cd $(TARGETS_TREE) && git init -q && git add -A
+	cd $(TARGETS_TREE) && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH \
+	  ansible-test integration --python 3.11 --color no $(TARGETS)
+
 # Lab self-tests and integration tests share one lab, started and stopped by the test session.
 integration: deps
 	ulimit -n 20000; pytest tests/lab tests/integration $(PYTEST_ARGS)
@@ -118,7 +130,7 @@ molecule: deps
 
 test-fast: lint unit
 
-test: deps lint changelog-lint sanity ansible-lint unit integration molecule
+test: deps lint changelog-lint sanity ansible-lint unit integration-targets integration molecule
 
 # --- lab --------------------------------------------------------------------------------------
 
