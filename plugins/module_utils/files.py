@@ -7,8 +7,13 @@ connection, a kill) leaves the old file; the new file is private (0600, root-own
 root) from its first byte, never chmod-ed after the fact. Standard library only; parses as Python 3.6.
 """
 
+import errno
+import fcntl
 import os
 import tempfile
+import time
+from contextlib import contextmanager
+from typing import Iterator
 
 PRIVATE_FILE_MODE = 0o600
 
@@ -67,3 +72,40 @@ def atomic_write(path: str, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
         unlink_quietly(tmp_path)
         raise
     fsync_directory(directory)
+
+
+class LockTimeout(Exception):
+    """Another process held the lock for longer than we were willing to wait."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+@contextmanager
+def exclusive_lock(path: str, timeout: float = 120.0, poll: float = 0.2) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0600) for the block; other holders are waited for.
+
+    Two runs that change the same files (two playbooks installing different keys on one MSL host) take
+    turns instead of interleaving, so the files and the db record always describe one key. The lock is
+    advisory and dies with its process, so a killed run never leaves it held. Raises :class:`LockTimeout`
+    after ``timeout`` seconds. The file is created once and never written: taking the lock changes nothing
+    a byte-for-byte comparison of the host would see after the first run.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        "Another run has been changing these files for more than %d s (it holds the lock %s); "
+                        "wait for it to finish (fuser %s names its process)." % (timeout, path, path)
+                    ) from None
+                time.sleep(poll)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -22,11 +22,14 @@ unit tests); no shell is involved.
 import base64
 import binascii
 import os
+import stat
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import (
     atomic_write,
+    exclusive_lock,
     fsync_directory,
     is_root,
     stage_file,
@@ -295,6 +298,8 @@ CREDENTIAL_FILE_MODE = 0o600
 CREDENTIAL_DIR_MODE = 0o700
 # Record properties; ClientId, ClientEmail, Fingerprint, InstalledAt, KeyFile, P12File per docs/lab-contract.md,
 # PrivateKeyId added so the record names the key as the Cloud console lists it.
+# How long a run waits for another run on the same host to finish changing the credentials.
+LOCK_TIMEOUT_SECONDS = 120.0
 CREDENTIAL_PROPS = ("ClientEmail", "ClientId", "Fingerprint", "InstalledAt", "KeyFile", "P12File", "PrivateKeyId")
 
 
@@ -357,6 +362,21 @@ class CredentialStore:
         self.p12_file = p12_file
         self.json_path = os.path.join(directory, key_file)
         self.p12_path = os.path.join(directory, p12_file)
+        parent, name = os.path.split(os.path.normpath(directory))
+        # Beside the directory, not in it: the directory may not exist yet, and may be replaced.
+        self.lock_path = os.path.join(parent, "." + name + ".lock")
+
+    @contextmanager
+    def locked(self, enabled: bool = True, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+        """Hold the store's lock for the block (files.exclusive_lock); a no-op when not ``enabled`` (check mode)."""
+        if not enabled:
+            yield
+            return
+        parent = os.path.dirname(self.lock_path)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        with exclusive_lock(self.lock_path, timeout):
+            yield
 
     # -- reading
     def inspect(self) -> Dict[str, Any]:
@@ -445,8 +465,34 @@ class CredentialStore:
         return _diff_view(state)
 
     # -- planning
+    def unsafe_location(self) -> Optional[str]:
+        """Why the key must not be written where ``credential_dir`` points, or None when the place is safe.
+
+        A symlink could send the key anywhere; a file there is not ours to replace; a directory above it
+        that others may write to lets them swap the directory for their own between two of our calls.
+        """
+        directory = os.path.normpath(self.directory)
+        if os.path.islink(directory):
+            return "credential_dir %s is a symbolic link; point credential_dir at the real directory" % directory
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            return "credential_dir %s exists and is not a directory" % directory
+        parent = os.path.dirname(directory)
+        while parent and not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        if parent:
+            mode = os.stat(parent).st_mode
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return (
+                    "%s, the directory that holds credential_dir, may be written by other users (mode %s); choose a "
+                    "credential_dir under a directory only root can write to" % (parent, oct(stat.S_IMODE(mode)))
+                )
+        return None
+
     def plan_install(self, content: bytes, p12: Optional[bytes], meta: Dict[str, str]) -> Dict[str, Any]:
         """What installing would change: ``changes`` (list of names), ``key_changed`` and before/after views."""
+        unsafe = self.unsafe_location()
+        if unsafe is not None:
+            raise CredentialInputError("Refusing to install the key: %s. Nothing was changed." % unsafe, "unsafe_path")
         state = self.inspect()
         record = self.db.get(self.record)
         props = record.props if record is not None else {}
@@ -684,8 +730,25 @@ def _handed_over_key(params: Mapping[str, Any]) -> Tuple[bytes, Optional[bytes]]
 def install_credentials(
     store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
 ) -> Dict[str, Any]:
-    """``state: present``: compare with the pins, plan, install unless ``check_mode``, signal the event on a new key."""
+    """``state: present``: compare with the pins, plan, install unless ``check_mode``, signal the event on a new key.
+
+    Planning and installing happen under the store's lock, so two runs with different keys take turns and
+    the files and the db record always describe one key (the last run's).
+    """
     content, p12 = _handed_over_key(params)
+    with store.locked(enabled=not check_mode):
+        return _install(store, params, run_command, check_mode, diff, content, p12)
+
+
+def _install(
+    store: "CredentialStore",
+    params: Mapping[str, Any],
+    run_command: RunCommand,
+    check_mode: bool,
+    diff: bool,
+    content: bytes,
+    p12: Optional[bytes],
+) -> Dict[str, Any]:
     meta = credential_key_metadata(content)
     mismatches = expected_mismatches(
         meta, params["expected_client_id"], params["expected_client_email"], params["expected_fingerprint"]
@@ -726,6 +789,13 @@ def remove_credentials(
     store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
 ) -> Dict[str, Any]:
     """``state: absent``: remove the files and the record unless ``check_mode``, signal the event when removed."""
+    with store.locked(enabled=not check_mode):
+        return _remove(store, params, run_command, check_mode, diff)
+
+
+def _remove(
+    store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
+) -> Dict[str, Any]:
     plan = store.plan_remove()
     changed = bool(plan["changes"])
     result: Dict[str, Any] = dict(changed=changed, changes=plan["changes"], backup_file=None, p12_backup_file=None)

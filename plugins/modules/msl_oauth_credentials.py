@@ -191,6 +191,7 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import LockTimeout
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import CredentialKeyError
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
     key_source_argument_spec,
@@ -235,6 +236,8 @@ def run_module():
         result = run(store, params, run_command, module.check_mode, module._diff)
     except CredentialInputError as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())
+    except LockTimeout as exc:
+        module.fail_json(msg=exc.msg, reason="locked")
     except CredentialKeyError as exc:
         module.fail_json(msg=exc.msg, reason="bad_private_key")
     except MslError as exc:

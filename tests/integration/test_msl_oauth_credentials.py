@@ -12,6 +12,7 @@ import re
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +397,34 @@ def test_no_key_material_at_vvv(lab, lab_reset, msl_clean, tmp_path):
     p12_b64 = base64.b64encode(Path(lab.p12_file).read_bytes()).decode()
     for start in (100, 600, 1200):
         assert p12_b64[start : start + 40] not in output
+
+
+def test_two_runs_with_different_keys_at_once_end_with_one_consistent_key(lab, lab_reset, msl_clean, tmp_path):
+    """Two playbooks install two keys on msl1 at the same moment: they take turns (the store's lock), never mix."""
+    _key, private_key_id, second = second_key_json(lab)
+    second_file = tmp_path / "second.json"
+    second_file.write_text(second)
+    sources = {"first": lab.key_file, "second": str(second_file)}
+    runs: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        runs[name] = run_playbook(play([install(name, src=sources[name])] * 3), inventory=lab.inventory_path, diff=True)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert set(runs) == set(sources)
+    for result in runs.values():
+        assert result.rc == 0, result.stdout + result.stderr
+
+    paths = lab.msl_paths(HOST)
+    installed = json.loads((Path(paths["credential_dir"]) / "service-account.json").read_text())
+    first_id = json.loads(Path(lab.key_file).read_text())["private_key_id"]
+    # The file is one whole key of the two ...
+    assert installed["private_key_id"] in (first_id, private_key_id)
+    # ... and the db record describes that same key (msl_oauth_credentials_info compares them).
+    held = run_playbook(play([info()]), inventory=lab.inventory_path).result("info")
+    assert held["private_key_id"] == installed["private_key_id"]
+    assert held["consistent"] is True, held

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils import msl
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import files, msl
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import service_account as sa
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import credential_key_metadata
 from tests.unit import keyfactory as kf
@@ -256,3 +256,45 @@ def test_file_names_must_be_plain_and_distinct(host, key_file, p12_file):
     db = msl.ConfigDb(host.run_command, host.db_command)
     with pytest.raises(msl.MslError):
         msl.CredentialStore(db, host.credential_dir, key_file=key_file, p12_file=p12_file)
+
+
+# --------------------------------------------------------------------------- where the key may go
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "writable_parent"])
+def test_unsafe_credential_dir_is_refused_before_anything_changes(host, kind, tmp_path):
+    directory = host.credential_dir
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "symlink":
+        os.symlink(str(elsewhere), directory)
+    elif kind == "file":
+        with open(directory, "w") as handle:
+            handle.write("not a directory")
+    else:
+        os.chmod(parent, 0o777)  # noqa: S103 - the unsafe parent this test is about
+    before = sorted(os.listdir(parent)), sorted(os.listdir(str(elsewhere)))
+    db = msl.ConfigDb(host.run_command, host.db_command)
+    store = msl.CredentialStore(db, directory)
+    content = key_bytes()[1]
+    with pytest.raises(msl.CredentialInputError) as caught:
+        install(store, content)
+    assert caught.value.reason == "unsafe_path"
+    assert {"symlink": "symbolic link", "file": "not a directory", "writable_parent": "written by other users"}[
+        kind
+    ] in caught.value.msg
+    assert (sorted(os.listdir(parent)), sorted(os.listdir(str(elsewhere)))) == before
+    assert db.get("nupoint-oauth") is None
+
+
+def test_install_takes_turns_under_the_store_lock(store):
+    # The same process cannot take it twice through another descriptor: a second run would wait.
+    with (
+        store.locked(),
+        pytest.raises(files.LockTimeout),
+        files.exclusive_lock(store.lock_path, timeout=0.3, poll=0.05),
+    ):
+        pass
+    assert os.path.dirname(store.lock_path) == os.path.dirname(os.path.normpath(store.directory))
