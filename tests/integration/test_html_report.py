@@ -11,6 +11,7 @@ APT_PACKAGES installs it).
 import os
 import re
 import shutil
+import stat
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -149,3 +150,77 @@ def test_screenshot_is_kept_as_an_artifact(tmp_path, html_report):
     assert (width, height) == (1200, 1600)
     assert os.path.getsize(SCREENSHOT) > 20000  # not a blank page
     assert re.search(r"\.png$", str(SCREENSHOT))
+
+
+# --------------------------------------------------------------------------- a lab run through the role
+
+
+def run_role_on_fleet(lab: Any, tmp_path: Path, users: list[str], check: bool = False) -> Any:
+    from tests.integration.playbook import run_playbook
+
+    (tmp_path / "remote").mkdir(exist_ok=True)
+    variables = {
+        "gworkspace_um_users": users,
+        "imap_access_key_src": lab.key_file,
+        "imap_access_token_uri": lab.token_uri,
+        "imap_access_ca_path": lab.ca_path,
+        "imap_access_imap_host": "127.0.0.1",
+        "imap_access_imap_port": lab.imap_port,
+        # msl1 and msl2 share this machine's file system: one report per host.
+        "imap_access_remote_report": str(tmp_path / "remote" / "{{ inventory_hostname }}-imap-check.json"),
+        "imap_access_report_dir": str(tmp_path / "reports"),
+        "imap_access_timeout": 5,
+        "imap_access_poll_interval": 1,
+        "imap_access_fail_threshold": "50%",
+        "imap_access_clock_offset": 0.012,
+    }
+    play = {
+        "name": "IMAP access on the fleet",
+        "hosts": "msl1,msl2",
+        "gather_facts": False,
+        "roles": [{"role": "nupoint.gworkspace.imap_access", "vars": variables}],
+    }
+    run = run_playbook([play], inventory=lab.inventory_path, check=check)
+    assert "ya29." not in run.stdout + run.stderr and "PRIVATE KEY" not in run.stdout + run.stderr
+    return run
+
+
+@pytest.mark.lab
+def test_role_states_duration_prints_progress_fetches_html_and_writes_the_fleet_page(lab, lab_reset, tmp_path):
+    users = lab.users[:40]
+    for user in users[:3]:
+        lab.google.set_user_imap(user, False)
+    run = run_role_on_fleet(lab, tmp_path, users)
+    assert run.rc == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "Checking 40 users of msl1 at 16 a time: expect about" in run.stdout
+    progress = [entry["msg"] for entry in run.tasks["nupoint.gworkspace.imap_access : Progress"]]
+    assert any(re.search(r"^msl[12]: 40 / 40 checked, 3 failed, done in", line) for line in progress), progress
+    for host in ("msl1", "msl2"):
+        remote = tmp_path / "remote" / ("%s-imap-check.json.progress" % host)
+        assert remote.read_text().splitlines()[-1].startswith("40 / 40 checked, 3 failed, done in")
+        page = tmp_path / "reports" / host / ("%s-imap-check.html" % host)
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600
+        assert "Report (html): %s" % page in run.stdout
+        text = page.read_text()
+        assert "<dd>%s</dd>" % host in text and "<dd>+0.012 s</dd>" in text
+    index = tmp_path / "reports" / "index.html"
+    assert "Fleet page (2 hosts): %s" % index in run.stdout
+    fleet = index.read_text()
+    assert '<a href="msl1/msl1-imap-check.html">msl1</a>' in fleet
+    assert '<a href="msl2/msl2-imap-check.html">msl2</a>' in fleet
+    # Bookkeeping only: nothing changed on any host.
+    assert re.search(r"msl1\s*: ok=\d+\s+changed=0", run.stdout) and re.search(
+        r"msl2\s*: ok=\d+\s+changed=0", run.stdout
+    )
+    if CHROMIUM is not None:
+        parsed = dom(tmp_path, tmp_path / "reports" / "msl1" / "msl1-imap-check.html", "#class=imap_disabled")
+        assert [row["data-class"] for row in parsed.rows if "hidden" not in row] == ["imap_disabled"] * 3
+
+
+@pytest.mark.lab
+def test_role_in_check_mode_writes_no_report(lab, lab_reset, tmp_path):
+    run = run_role_on_fleet(lab, tmp_path, lab.users[:5], check=True)
+    assert run.rc == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "nupoint.gworkspace.imap_access : Progress" not in run.tasks  # no async job in check mode
+    assert not (tmp_path / "reports").exists()
+    assert list((tmp_path / "remote").iterdir()) == []

@@ -65,7 +65,7 @@ def test_role_enables_imap_checks_everyone_and_fetches_reports(lab, lab_reset, t
     assert result["summary"]["ok"] == 30
     assert "IMAP access from msl1 to 127.0.0.1: 30 of 30 users OK" in run.stdout
     reports = result["report"]
-    assert sorted(reports) == ["csv", "json"]
+    assert sorted(reports) == ["csv", "html", "json"]
     for path in reports.values():
         assert path.startswith(str(tmp_path / "reports" / "msl1"))
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

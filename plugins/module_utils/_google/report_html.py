@@ -232,7 +232,7 @@ def class_chart(by_class: Mapping[str, int], link: bool = True) -> str:
     for index, (name, count) in enumerate(counts):
         y = 4 + index * row_height
         width = max(2, round(bar_width * count / float(largest)))
-        bar = (
+        bar_svg = (
             '<g class="bar" data-class="%s"><title>%s: %d user%s</title>'
             '<text x="%d" y="%d" text-anchor="end">%s</text>'
             '<rect x="%d" y="%d" width="%d" height="%d" rx="2" fill="%s"/>'
@@ -257,8 +257,8 @@ def class_chart(by_class: Mapping[str, int], link: bool = True) -> str:
             )
         )
         if link and name != failures.OK:
-            bar = '<a href="#class=%s">%s</a>' % (_e(name), bar)
-        parts.append(bar)
+            bar_svg = '<a href="#class=%s">%s</a>' % (_e(name), bar_svg)
+        parts.append(bar_svg)
     parts.append("</svg>")
     return "".join(parts)
 
