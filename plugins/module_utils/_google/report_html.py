@@ -75,7 +75,9 @@ th, td { text-align: left; vertical-align: top; padding: 4px 8px; border-bottom:
 th { background: #eef1f4; position: sticky; top: 0; }
 #latency, #fleet-totals { width: auto; min-width: 460px; }
 #failed-users td:first-child { white-space: nowrap; }
-td.msg { min-width: 340px; }
+#failed-users td.msg { width: 38%; }
+#failed-users td.fix { width: 30%; }
+section { overflow-x: auto; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .cls { display: inline-block; padding: 0 6px; border-radius: 3px; color: #fff; font-size: 12px; white-space: nowrap; }
 .msg { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-word; }
