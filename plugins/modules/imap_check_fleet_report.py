@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: imap_check_fleet_report
 short_description: Write one HTML index page over the imap_check reports of several MSL hosts
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Reads the JSON reports that M(nupoint.gworkspace.imap_check) wrote on several hosts (fetched to one machine, as the
     C(nupoint.gworkspace.imap_access) role does) and writes one self-contained HTML page - the fleet's users per
