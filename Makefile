@@ -1,5 +1,6 @@
 # nupoint.gworkspace — developer and CI entry points.
 #
+#   make demo        the collection end to end on the lab: 500 users, provision, an MSL restore, recovery
 #   make test        everything CI runs: lint, sanity, ansible-lint, unit, lab, integration, molecule
 #   make test-fast   lint + unit tests only (no lab, no sanity)
 #   make lab-up      start the local lab (emulated Google, Dovecot, chrony, MSL hosts over SSH)
@@ -42,7 +43,7 @@ export PY_COLORS := 0
 	integration molecule lab-up lab-down lab-status build clean docs changelog-lint integration-targets
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
 
 deps: apt venv collection
 
@@ -131,6 +132,16 @@ molecule: deps
 test-fast: lint unit
 
 test: deps lint changelog-lint sanity ansible-lint unit integration-targets integration molecule
+
+# --- demo -------------------------------------------------------------------------------------
+
+# Its own lab, apart from the tests' (.lab, port base 18400): override with DEMO_LAB_DIR / DEMO_LAB_PORT_BASE.
+DEMO_LAB_DIR ?= $(BUILD)/demo-lab
+DEMO_LAB_PORT_BASE ?= 19400
+
+.PHONY: demo
+demo: deps
+	NUPOINT_LAB_DIR=$(DEMO_LAB_DIR) NUPOINT_LAB_PORT_BASE=$(DEMO_LAB_PORT_BASE) hacking/demo.sh
 
 # --- lab --------------------------------------------------------------------------------------
 
