@@ -84,7 +84,11 @@ def test_200_users_all_ok_with_report(lab, users200, tmp_path):
     assert result["failed_users"] == []
     assert result["client_id"] == lab.client_id
     assert set(summary["latency_ms"]) == {"token", "connect", "auth", "select", "total"}
-    assert result["report"] == {"json": str(report), "csv": str(report.with_suffix(".csv"))}
+    assert result["report"] == {
+        "json": str(report),
+        "csv": str(report.with_suffix(".csv")),
+        "html": str(report.with_suffix(".html")),
+    }
 
     document = json.loads(report.read_text())
     assert document["summary"]["ok"] == 200
