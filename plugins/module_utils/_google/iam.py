@@ -12,7 +12,7 @@
 Why it is built this way:
 
 - These calls act as an **administrator of the Google Cloud project**, not as a Workspace user: the
-  token is the admin credential's own (a JWT without ``sub``: :class:`AdminSigner`), or Application
+  token is the admin credential's own (a JWT without ``sub``: ``token.KeySigner`` with no subject), or Application
   Default Credentials (:class:`AdcTokenSource`), with the ``cloud-platform`` scope. The admin
   credential is another service-account key (with ``roles/iam.serviceAccountKeyAdmin``) or a person's
   ADC; the NuPoint key itself works only where its account may manage its own keys.
@@ -30,7 +30,6 @@ import binascii
 import calendar
 import datetime
 import time
-import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
@@ -51,9 +50,9 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failure
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import new_session
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
-    ASSERTION_LIFETIME_SECONDS,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
+    HAS_GOOGLE_AUTH,
     DelegatedTokenSource,
     KeySigner,
 )
@@ -61,17 +60,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format impo
     CredentialKeyError,
     credential_key_metadata,
 )
-
-try:
-    import google.auth
-    import google.auth.transport.requests
-    from google.auth import jwt as google_auth_jwt
-except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
-    HAS_GOOGLE_AUTH = False
-    GOOGLE_AUTH_IMPORT_ERROR: Optional[str] = traceback.format_exc()
-else:
-    HAS_GOOGLE_AUTH = True
-    GOOGLE_AUTH_IMPORT_ERROR = None
 
 SCOPE_CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ADMIN_SCOPES = (SCOPE_CLOUD_PLATFORM,)
@@ -99,27 +87,9 @@ SERVICE_ROOTS = {"iam": "https://iam.googleapis.com", "serviceusage": "https://s
 # --------------------------------------------------------------------------- the admin credential
 
 
-class AdminSigner(KeySigner):
-    """Signs the admin credential's own JWT assertions: no ``sub`` (nobody is impersonated)."""
-
-    def assertion(self, subject: str, scopes: Sequence[str]) -> str:
-        now = int(self._clock())
-        payload = {
-            "iss": self.identity["client_email"],
-            "scope": " ".join(scopes),
-            "aud": self.identity["token_uri"],
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME_SECONDS,
-        }
-        if subject:
-            payload["sub"] = subject
-        signed = google_auth_jwt.encode(self._signer, payload)
-        return signed.decode("ascii") if isinstance(signed, bytes) else str(signed)
-
-
 def admin_token_source(key_text: str, token_uri: Optional[str] = None, **options: Any) -> DelegatedTokenSource:
     """A token source for the admin key's own tokens (the exchange, retries and errors are token.py's)."""
-    return DelegatedTokenSource(scopes=ADMIN_SCOPES, signer=AdminSigner(key_text, token_uri), **options)
+    return DelegatedTokenSource(scopes=ADMIN_SCOPES, signer=KeySigner(key_text, token_uri), **options)
 
 
 class AdcTokenSource:
@@ -137,6 +107,10 @@ class AdcTokenSource:
         if self._loader is None and not HAS_GOOGLE_AUTH:
             raise TokenError("token_other", "google-auth is needed for Application Default Credentials.")
         try:
+            # Only this path needs more of google-auth than token.py imports: loaded when it is taken.
+            import google.auth
+            import google.auth.transport.requests
+
             if self._credentials is None:
                 loader = self._loader or google.auth.default
                 self._credentials, _project = loader(scopes=list(scopes))

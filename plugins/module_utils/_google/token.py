@@ -176,12 +176,14 @@ class KeySigner:
         now = int(self._clock())
         payload = {
             "iss": self.identity["client_email"],
-            "sub": subject,
             "scope": " ".join(scopes),
             "aud": self.identity["token_uri"],
             "iat": now,
             "exp": now + ASSERTION_LIFETIME_SECONDS,
         }
+        # No subject: the service account's own token (an administrator's key calling IAM), nobody impersonated.
+        if subject:
+            payload["sub"] = subject
         signed = google_auth_jwt.encode(self._signer, payload)
         return signed.decode("ascii") if isinstance(signed, bytes) else str(signed)
 

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures as fl
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import token as tk
 from tests.unit import keyfactory
 
 ACCOUNT = "nupoint-um@nupoint-lab.iam.gserviceaccount.com"
@@ -186,7 +187,7 @@ def test_service_account_and_services():
 
 def test_admin_signer_leaves_out_sub():
     document = keyfactory.key_dict()
-    signer = iam.AdminSigner(document, token_uri="https://127.0.0.1:1/token")
+    signer = tk.KeySigner(document, token_uri="https://127.0.0.1:1/token")
     assertion = signer.assertion(iam.NO_SUBJECT, iam.ADMIN_SCOPES)
     payload = assertion.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
