@@ -85,7 +85,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import report, report_html
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import report_html
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 
 
 def main():
@@ -118,7 +119,7 @@ def main():
         changed = True
     if changed and not module.check_mode:
         try:
-            report.write_private_file(dest, page)
+            atomic_write(dest, page)
         except OSError as exc:
             module.fail_json(msg="Cannot write %s: %s." % (dest, exc))
     elif os.path.exists(dest) and not module.check_mode and (os.stat(dest).st_mode & 0o777) != 0o600:

@@ -16,12 +16,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import report_html
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 
 REPORT_FIELDS = (
     "user",
@@ -111,28 +111,6 @@ def _csv_safe(value: Any) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-def write_private_file(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` atomically with ``data``, created with ``mode`` (the report lists users: 0600)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            fd = -1
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if fd != -1:
-            os.close(fd)
-        try:
-            os.unlink(tmp_path)
-        except OSError:
-            pass
-        raise
-
-
 def write_report(
     report_path: str, results: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], meta: Mapping[str, Any]
 ) -> Dict[str, str]:
@@ -141,9 +119,9 @@ def write_report(
     html_path = html_report_path(report_path)
     json_bytes, csv_bytes = report_documents(results, summary, meta)
     html_bytes = report_html.render_report(results, summary, meta).encode("utf-8")
-    write_private_file(json_path, json_bytes)
-    write_private_file(csv_path, csv_bytes)
-    write_private_file(html_path, html_bytes)
+    atomic_write(json_path, json_bytes)
+    atomic_write(csv_path, csv_bytes)
+    atomic_write(html_path, html_bytes)
     return {"json": json_path, "csv": csv_path, "html": html_path}
 
 

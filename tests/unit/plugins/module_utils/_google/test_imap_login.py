@@ -18,6 +18,7 @@ import time
 import pytest
 from imapclient import exceptions as imapclient_exceptions
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils import files
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures as fl
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap, pool, report
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_login as il
@@ -750,15 +751,15 @@ def test_csv_cells_cannot_be_formulas():
 def test_write_report_replaces_atomically_and_cleans_up_on_error(tmp_path, monkeypatch):
     target = tmp_path / "imap.json"
     target.write_text("old")
-    report.write_private_file(str(target), b"new")
+    files.atomic_write(str(target), b"new")
     assert target.read_text() == "new"
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        report.write_private_file(str(target), b"newer")
+        files.atomic_write(str(target), b"newer")
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["imap.json"]
 
