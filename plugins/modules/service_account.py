@@ -145,15 +145,11 @@ from typing import Any, Dict
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import admin_console_url
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import no_key_message
 
 
 def bootstrap(module):
     params = module.params
-    key_text = None if no_key_message(params) else module.key_text()
-    client = iam.admin_api_client(
-        key_text, params["token_uri"], params["api_base_url"], params["ca_path"], params["timeout"], params["retries"]
-    )
+    client = module.admin_api_client()
     project = params["project_id"]
     result: Dict[str, Any] = {"changed": False, "created": False, "services": {}, "enabled": []}
     for service in iam.services_for(params["features"], params["services"]):

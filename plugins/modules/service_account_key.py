@@ -207,24 +207,15 @@ from typing import Any, Dict
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import no_key_message
 
 # The result field that carries a created key to the action plugin (key_handover); the plugin always removes it.
 HANDOVER_FIELD = "_nupoint_key_file"
 
 
-def admin_client(module):
-    params = module.params
-    key_text = None if no_key_message(params) else module.key_text()
-    return iam.admin_api_client(
-        key_text, params["token_uri"], params["api_base_url"], params["ca_path"], params["timeout"], params["retries"]
-    )
-
-
 def manage(module):
     params = module.params
     account, project, key_id, state = params["service_account"], params["project_id"], params["key_id"], params["state"]
-    client = admin_client(module)
+    client = module.admin_api_client()
     keys = iam.list_keys(client, account, project)
     result: Dict[str, Any] = {"changed": False, "created": False}
     if key_id is not None:

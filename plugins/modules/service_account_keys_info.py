@@ -119,15 +119,11 @@ too_old:
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import MAX_KEYS_PER_SERVICE_ACCOUNT
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import no_key_message
 
 
 def listing(module):
     params = module.params
-    key_text = None if no_key_message(params) else module.key_text()
-    client = iam.admin_api_client(
-        key_text, params["token_uri"], params["api_base_url"], params["ca_path"], params["timeout"], params["retries"]
-    )
+    client = module.admin_api_client()
     types = [name.upper() for name in params["key_types"]]
     keys = iam.list_keys(client, params["service_account"], params["project_id"], types)
     user_managed = sum(1 for key in keys if key["key_type"] == "USER_MANAGED")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import GoogleApiClient
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import GoogleFailure
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import new_session
@@ -42,6 +43,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token i
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
     key_source_argument_spec,
     key_source_mutually_exclusive,
+    no_key_message,
     read_key_text,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
@@ -124,6 +126,14 @@ class GoogleModule(AnsibleModule):
         session = new_session(self.params["ca_path"], max_connections)
         source = self.token_source(scopes, max_connections, session=session)
         return GoogleApiClient(source, api_base_url=self.params["api_base_url"], session=session, **self._connection())
+
+    def admin_api_client(self) -> GoogleApiClient:
+        """A REST client acting as an administrator's own credential (IAM, Service Usage): the task's key when
+        one is given, else the controller's Application Default Credentials."""
+        key_text = None if no_key_message(self.params) else self.key_text()
+        return iam.admin_api_client(
+            key_text, self.params["token_uri"], self.params["api_base_url"], **self._connection()
+        )
 
     # ------------------------------------------------------------------ running the module
 
