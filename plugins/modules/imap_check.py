@@ -278,6 +278,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap_lo
     DEFAULT_IMAP_PORT,
     DEFAULT_MAILBOX,
     DEFAULT_USER_TIMEOUT,
+    RUN_SOURCE_OPTIONS,
     run_check,
     summary_message,
 )
@@ -285,7 +286,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
     DEFAULT_CONCURRENCY,
     MAX_CONCURRENCY,
-    deadline_sleep,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
@@ -347,7 +347,7 @@ def main():
         if limit is not None:
             module.warn(limit[len("warning: ") :])
         concurrency = min(params["concurrency"], len(users))
-        source = module.token_source([params["scope"]], concurrency, sleep=deadline_sleep, lean=True)
+        source = module.token_source([params["scope"]], concurrency, **RUN_SOURCE_OPTIONS)
         result = run_check(source, users, params, write_report=not module.check_mode)
         result.update(users_count=len(users), skipped_users=skipped)
         exceeded = users_rules.threshold_exceeded(result["summary"]["failed"], result["summary"]["total"], threshold)

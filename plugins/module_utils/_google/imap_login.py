@@ -73,6 +73,11 @@ DEFAULT_USER_TIMEOUT = 60.0
 PHASES = ("token", "connect", "auth", "select")
 
 
+# How a run of checks mints tokens: over the lean keep-alive session, with backoff sleeps that give up
+# rather than pass the current user's deadline. The module (GoogleModule.token_source) uses the same.
+RUN_SOURCE_OPTIONS: Dict[str, Any] = {"sleep": deadline_sleep, "lean": True}
+
+
 def new_token_source(
     key_info: Any,
     scope: str,
@@ -82,8 +87,8 @@ def new_token_source(
     retries: int = DEFAULT_RETRIES,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> DelegatedTokenSource:
-    """A token source set up for a run of checks: the lean keep-alive session, one connection per worker,
-    backoff sleeps that respect the current user's deadline. Raises ``TokenError``."""
+    """A token source set up for a run of checks (:data:`RUN_SOURCE_OPTIONS`), one connection per worker.
+    Raises ``TokenError``."""
     return DelegatedTokenSource(
         key_info,
         [scope],
@@ -92,8 +97,7 @@ def new_token_source(
         timeout=timeout,
         retries=retries,
         max_connections=concurrency,
-        sleep=deadline_sleep,
-        lean=True,
+        **RUN_SOURCE_OPTIONS,
     )
 
 
