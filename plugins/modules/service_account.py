@@ -13,8 +13,8 @@ description:
     (IAM C(projects.serviceAccounts.create)).
   - Returns the service account's client ID and the pre-filled Admin console link for the domain-wide delegation
     step, which has no public API and stays manual (prove it with M(nupoint.gworkspace.delegation_check)).
-  - Creates no key; M(nupoint.gworkspace.service_account_key) does that (the role C(nupoint.gworkspace.google_bootstrap)
-    runs both and waits for delegation).
+  - Creates no key; M(nupoint.gworkspace.service_account_key) does that. docs/key-lifecycle.md shows the first set-up
+    step by step (account, first key, delegation, proof).
   - The key given as O(src), O(content) or O(path) is the B(admin credential) (needs
     C(roles/serviceusage.serviceUsageAdmin) and C(roles/iam.serviceAccountAdmin) or C(roles/iam.serviceAccountCreator)
     on the project), or, when none is set, Application Default Credentials of the controller. The Service Usage API
