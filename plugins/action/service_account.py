@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin for service_account: the admin credential read on the controller, or none (ADC)."""
 
-from ansible_collections.nupoint.gworkspace.plugins.action.service_account_key import AdminCredentialActionBase
+from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.google_api_action import AdminCredentialActionBase
 
 
 class ActionModule(AdminCredentialActionBase):

@@ -17,26 +17,10 @@ from typing import Any
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.parsing.vault import VaultLib, is_encrypted, match_encrypt_secret
 
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import key_option_names
-from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import (
-    KeyActionBase,
-    KeySourceError,
-    load_key,
-    module_args_with_key,
-    scrub_invocation,
-)
-
-HANDOVER_FIELD = "_nupoint_key_file"
-
-
-class AdminCredentialActionBase(KeyActionBase):
-    """The IAM / Service Usage modules: the key options are the admin credential, optional (ADC without one)."""
-
-    KEY_OPTION_NAMES = key_option_names(p12=False, node=True)
-
-    def build_module_args(self, task_args: dict[str, Any]) -> dict[str, Any]:
-        return module_args_with_key(task_args, load_key(self, task_args, required=False))
+from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.google_api_action import AdminCredentialActionBase
+from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import KeySourceError, scrub_invocation
 
 
 def held_key(action: Any, dest: str, account: str) -> tuple[str | None, bool]:
@@ -114,7 +98,7 @@ class ActionModule(AdminCredentialActionBase):
     def run(self, tmp=None, task_vars=None):
         self._secret = None
         result = super().run(tmp, task_vars)
-        key_file = result.pop(HANDOVER_FIELD, None)
+        key_file = result.pop(iam.HANDOVER_FIELD, None)
         if key_file is None:
             if result.get("created") and not result.get("failed") and result.get("vault_encrypted") is False:
                 result.setdefault("warnings", []).append(

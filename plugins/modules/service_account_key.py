@@ -208,9 +208,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 
-# The result field that carries a created key to the action plugin (key_handover); the plugin always removes it.
-HANDOVER_FIELD = "_nupoint_key_file"
-
 
 def manage(module):
     params = module.params
@@ -259,7 +256,7 @@ def manage(module):
         user_managed_keys=len(keys) + 1,
     )
     if params["key_handover"]:
-        result[HANDOVER_FIELD] = created.key_file
+        result[iam.HANDOVER_FIELD] = created.key_file
     else:
         atomic_write(params["dest"], created.key_file.encode("utf-8"))
         result["vault_encrypted"] = False

@@ -17,6 +17,7 @@ it. Modules that call APIs as users (``gmail_imap_settings``, ``workspace_imap_p
 controller and get the key as ``content``.
 
 Subclasses set ``MODULE_NAME`` and, to sign on the controller, :meth:`signing_requests`.
+:class:`AdminCredentialActionBase` is the base of the IAM / Service Usage modules' action plugins.
 """
 
 import base64
@@ -72,3 +73,12 @@ class GoogleApiActionBase(KeyActionBase):
                 option,
             )
         return base64.b64decode(result["content"]).decode("utf-8-sig", "replace")
+
+
+class AdminCredentialActionBase(KeyActionBase):
+    """The IAM / Service Usage modules: the key options are the admin credential, optional (ADC without one)."""
+
+    KEY_OPTION_NAMES = key_option_names(p12=False, node=True)
+
+    def build_module_args(self, task_args: dict[str, Any]) -> dict[str, Any]:
+        return module_args_with_key(task_args, load_key(self, task_args, required=False))

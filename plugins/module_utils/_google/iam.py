@@ -61,6 +61,9 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format impo
     credential_key_metadata,
 )
 
+# The result field that carries a created key from service_account_key to its action plugin (key_handover),
+# which always removes it before anything else sees the result.
+HANDOVER_FIELD = "_nupoint_key_file"
 SCOPE_CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ADMIN_SCOPES = (SCOPE_CLOUD_PLATFORM,)
 # The admin's own token: no user is impersonated (GoogleApiClient caches tokens per subject).
