@@ -788,6 +788,63 @@ def test_latency_injection(lab: Lab, http: requests.Session) -> None:
     assert time.perf_counter() - started < 0.25
 
 
+def test_fault_with_retry_after_header(lab: Lab, http: requests.Session) -> None:
+    lab.control.inject_fault("/token", 429, count=2, retry_after=7)
+    assert lab.control.state()["faults"] == [
+        {"path_prefix": "/token", "status": 429, "remaining": 2, "retry_after": "7"}
+    ]
+    response = post_token(lab, http, assertion(lab))
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "7")
+    assert response.json() == {"error": "rate_limit_exceeded", "error_description": "Rate Limit Exceeded"}
+    lab.control.reset_faults()
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    lab.control.inject_fault("/gmail/", 503, retry_after=date)
+    response = http.get(f"{lab.base_url}/gmail/v1/users/me/settings/imap")
+    assert (response.status_code, response.headers["Retry-After"]) == (503, date)
+    # Without retry_after, no header (Google's 500s carry none).
+    lab.control.inject_fault("/token", 500)
+    response = post_token(lab, http, assertion(lab))
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    assert post_token(lab, http, assertion(lab)).status_code == 200
+    for bad in (-1, "", "1\r\nX-Injected: yes"):
+        with pytest.raises(GoogleControlError) as excinfo:
+            lab.control.inject_fault("/token", 429, retry_after=bad)
+        assert excinfo.value.status == 400
+    assert lab.control.state()["faults"] == []
+
+
+def test_request_log_records_paths_statuses_and_times(lab: Lab, http: requests.Session) -> None:
+    lab.control.reset_stats()
+    assert lab.control.requests() == []
+    lab.control.inject_fault("/token", 503)
+    lab.control.set_latency("/tokeninfo", 200)
+    before = time.time()
+    assert post_token(lab, http, assertion(lab)).status_code == 503
+    token = post_token(lab, http, assertion(lab)).json()["access_token"]
+    assert http.get(f"{lab.base_url}/tokeninfo", params={"access_token": token}).status_code == 200
+    after = time.time()
+    log = lab.control.requests()
+    assert [(e["method"], e["path"], e["endpoint"], e["status"], e["fault"]) for e in log] == [
+        ("POST", "/token", "token", 503, True),
+        ("POST", "/token", "token", 200, False),
+        ("GET", "/tokeninfo", "tokeninfo", 200, False),
+    ]
+    assert before - 1 <= log[0]["received_at"] <= log[0]["answered_at"] <= log[1]["received_at"] <= after + 1
+    assert log[2]["answered_at"] - log[2]["received_at"] >= 0.2 - 0.01  # the latency rule sleeps in between
+    # Filtered by path prefix; the tokeninfo query string (an access token) is never kept.
+    assert [e["path"] for e in lab.control.requests("/token")] == ["/token", "/token", "/tokeninfo"]
+    assert lab.control.requests("/tokeninfo")[0]["path"] == "/tokeninfo"
+    assert token not in json.dumps(log)
+    # Control calls are not logged; stats/reset and reset empty the log.
+    lab.control.state()
+    assert len(lab.control.requests()) == 3
+    lab.control.reset_stats()
+    assert lab.control.requests() == []
+    post_token(lab, http, assertion(lab))
+    lab.control.reset()
+    assert lab.control.requests() == []
+
+
 def test_control_client_round_trip(lab: Lab) -> None:
     control = lab.control
     assert control.health()["ok"] is True

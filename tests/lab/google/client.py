@@ -11,6 +11,7 @@ import json
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
@@ -80,7 +81,10 @@ class GoogleControl:
         return list(self._call("GET", "users")["users"])
 
     def stats(self) -> dict[str, Any]:
-        """``{"endpoints": {name: {"total": n, "<status>": n}}, "total": n, "faults_served": n}``."""
+        """``{"endpoints": {name: {"total": n, "<status>": n}}, "total": n, "faults_served": n}``.
+
+        Counts since the start or the last :meth:`reset_stats` / :meth:`reset`; :meth:`requests` lists them.
+        """
         return self._call("GET", "stats")
 
     # -- whole state
@@ -179,11 +183,18 @@ class GoogleControl:
         return dict(self._post("clock", {"tolerance_seconds": tolerance_seconds, "offset_seconds": offset_seconds}))
 
     # -- faults and latency
-    def inject_fault(self, path_prefix: str, status: int, count: int = 1, body: Any = None) -> None:
-        """Answer the next ``count`` requests under ``path_prefix`` with ``status`` and Google's body for it."""
+    def inject_fault(
+        self, path_prefix: str, status: int, count: int = 1, body: Any = None, retry_after: float | str | None = None
+    ) -> None:
+        """Answer the next ``count`` requests under ``path_prefix`` with ``status`` and Google's body for it.
+
+        ``retry_after``: seconds (a number) or an HTTP date (text) sent as a ``Retry-After`` header with each.
+        """
         payload: dict[str, Any] = {"path_prefix": path_prefix, "status": status, "count": count}
         if body is not None:
             payload["body"] = body
+        if retry_after is not None:
+            payload["retry_after"] = retry_after
         self._post("faults", payload)
 
     def reset_faults(self) -> None:
@@ -199,8 +210,18 @@ class GoogleControl:
         self._post("latency/reset")
 
     def reset_stats(self) -> None:
-        """Zero the request counters."""
+        """Zero the request counters and empty the request log."""
         self._post("stats/reset")
+
+    def requests(self, path_prefix: str = "") -> list[dict[str, Any]]:
+        """The request log, oldest first (the last 20,000 API requests, control calls excluded).
+
+        Each entry: ``method``, ``path`` (no query string), ``endpoint`` (the stats name, e.g. ``token``),
+        ``status``, ``fault`` (an injected fault answered it), ``received_at`` and ``answered_at`` (Unix time,
+        the server's real clock, not the offset one; latency rules sleep between the two).
+        """
+        query = "?" + urllib.parse.urlencode({"path_prefix": path_prefix}) if path_prefix else ""
+        return list(self._call("GET", "requests" + query)["requests"])
 
     # -- tokens
     def expire_tokens(self, subject: str | None = None) -> int:

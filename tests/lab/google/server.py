@@ -32,6 +32,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -223,8 +224,19 @@ def is_oauth_path(path: str) -> bool:
     return path in ("/token", "/tokeninfo") or path.startswith("/oauth2/")
 
 
-def fault_reply(path: str, status: int, body: Any = None) -> Reply:
-    """What Google sends when it is overloaded or failing, in the dialect of ``path``."""
+def fault_reply(path: str, status: int, body: Any = None, retry_after: str | None = None) -> Reply:
+    """What Google sends when it is overloaded or failing, in the dialect of ``path``.
+
+    ``retry_after`` (delta-seconds or an HTTP date) becomes a ``Retry-After`` header, as Google's 429 and 503
+    answers may carry one.
+    """
+    reply = _fault_body(path, status, body)
+    if retry_after is not None:
+        reply.headers["Retry-After"] = retry_after
+    return reply
+
+
+def _fault_body(path: str, status: int, body: Any) -> Reply:
     style = "oauth" if is_oauth_path(path) else "api"
     if body is not None:
         return Reply(status, body, style=style)
@@ -357,12 +369,17 @@ class IssuedToken:
 
 @dataclass
 class Fault:
-    """Answer the next ``remaining`` requests under ``prefix`` with ``status``."""
+    """Answer the next ``remaining`` requests under ``prefix`` with ``status`` (and ``Retry-After`` when set)."""
 
     prefix: str
     status: int
     remaining: int
     body: Any = None
+    retry_after: str | None = None
+
+
+# How many requests the request log keeps (oldest dropped first): a 2,500-user check makes 2,500 token requests.
+REQUEST_LOG_SIZE = 20000
 
 
 @dataclass
@@ -483,6 +500,7 @@ class GoogleState:
         self.latency: dict[str, float] = {}
         self.stats: dict[str, dict[str, int]] = {}
         self.faults_served = 0
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
 
     def _project(self, project_id: str, services: set[str] | None = None) -> Project:
         """The project, created (with ``services`` enabled) when unknown; caller holds the lock or is _load."""
@@ -558,7 +576,8 @@ class GoogleState:
         return [(method, re.compile(pattern), name, func) for method, pattern, name, func in table]
 
     def handle(self, request: Request) -> Reply:
-        """Route a (non-control) request, applying injected latency and faults first."""
+        """Route a (non-control) request, applying injected latency and faults first; log and count it."""
+        received_at = time.time()
         endpoint, func, match = "unknown", None, None
         for method, pattern, name, candidate in self._routes:
             found = pattern.fullmatch(request.path)
@@ -584,6 +603,18 @@ class GoogleState:
             counts = self.stats.setdefault(endpoint, {"total": 0})
             counts["total"] += 1
             counts[str(reply.status)] = counts.get(str(reply.status), 0) + 1
+            # Paths and times only: no query string (tokeninfo's carries a token), no body, no header.
+            self.request_log.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "endpoint": endpoint,
+                    "status": reply.status,
+                    "fault": fault is not None,
+                    "received_at": received_at,
+                    "answered_at": time.time(),
+                }
+            )
         return reply
 
     def _take_latency_and_fault(self, path: str) -> tuple[float, Reply | None]:
@@ -599,7 +630,7 @@ class GoogleState:
                     self.faults_served += 1
                     if fault.remaining == 0:
                         self.faults.remove(fault)
-                    return delay, fault_reply(path, fault.status, fault.body)
+                    return delay, fault_reply(path, fault.status, fault.body, fault.retry_after)
         return delay, None
 
     # ----------------------------------------------------------------- OAuth token endpoint
@@ -1271,6 +1302,7 @@ class GoogleState:
             "state": self._control_state,
             "users": lambda: {"users": list(self._locked(self._users_sorted))},
             "stats": self._control_stats,
+            "requests": lambda: self._control_requests(request.query),
         }
         writers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "reset": self._control_reset,
@@ -1353,7 +1385,9 @@ class GoogleState:
                 },
                 "clock": {"tolerance_seconds": self.clock_tolerance, "offset_seconds": self.clock_offset},
                 "faults": [
-                    {"path_prefix": f.prefix, "status": f.status, "remaining": f.remaining} for f in self.faults
+                    {"path_prefix": f.prefix, "status": f.status, "remaining": f.remaining}
+                    | ({"retry_after": f.retry_after} if f.retry_after is not None else {})
+                    for f in self.faults
                 ],
                 "latency": dict(self.latency),
                 "tokens_issued": len(self.tokens),
@@ -1367,6 +1401,13 @@ class GoogleState:
                 "total": sum(c["total"] for c in endpoints.values()),
                 "faults_served": self.faults_served,
             }
+
+    def _control_requests(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """The request log, oldest first, optionally only paths under ``path_prefix``."""
+        prefix = query.get("path_prefix", "")
+        with self.lock:
+            entries = [dict(entry) for entry in self.request_log if entry["path"].startswith(prefix)]
+        return {"requests": entries, "capacity": REQUEST_LOG_SIZE}
 
     def _control_reset(self, _payload: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -1521,8 +1562,18 @@ class GoogleState:
             return {"tolerance_seconds": self.clock_tolerance, "offset_seconds": self.clock_offset}
 
     def _control_fault(self, payload: dict[str, Any]) -> dict[str, Any]:
+        retry_after = payload.get("retry_after")
+        if retry_after is not None:
+            # Seconds (a number) or an HTTP date (text), as the header allows; sent as given.
+            retry_after = str(int(retry_after)) if _is_number(retry_after) else str(retry_after)
+            if not retry_after or "\n" in retry_after or "\r" in retry_after or retry_after.startswith("-"):
+                raise ValueError("retry_after must be seconds >= 0 or an HTTP date")
         fault = Fault(
-            str(payload["path_prefix"]), int(payload["status"]), int(payload.get("count", 1)), payload.get("body")
+            str(payload["path_prefix"]),
+            int(payload["status"]),
+            int(payload.get("count", 1)),
+            payload.get("body"),
+            retry_after,
         )
         if not 100 <= fault.status <= 599 or fault.remaining < 1 or not fault.prefix.startswith("/"):
             raise ValueError("need a /path_prefix, a status 100-599 and count >= 1")
@@ -1553,6 +1604,7 @@ class GoogleState:
         with self.lock:
             self.stats.clear()
             self.faults_served = 0
+            self.request_log.clear()
         return {"ok": True}
 
     def _control_expire_tokens(self, payload: dict[str, Any]) -> dict[str, Any]:
