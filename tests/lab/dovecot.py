@@ -1,10 +1,10 @@
 """A private Dovecot 2.3 on 127.0.0.1:B+1 (implicit TLS) checking OAuth tokens like Gmail.
 
 XOAUTH2 / OAUTHBEARER tokens are validated by the ``oauth2`` passdb against the emulated
-Google's tokeninfo endpoint (over TLS, verified with the lab CA). Users whose IMAP access is off
-are refused with Gmail's text: tokeninfo carries lab-only fields ``x_lab_imap`` and
-``x_lab_imap_alert``, which two chained passdbs turn into a refusal with that text (see
-``IMAP_ACCESS_CHECK``). The instance runs in the foreground (``-F``): the PID we record is the
+Google's tokeninfo endpoint (over TLS, verified with the lab CA). Every refusal Gmail words its own way
+(IMAP off for the user or the domain, a bad or revoked token, a token of another user, a suspended user)
+is answered with Gmail's text: tokeninfo carries lab-only fields, which three chained passdbs turn into
+a refusal with that text (see ``USER_MATCH_CHECK`` and ``IMAP_ACCESS_CHECK``). The instance runs in the foreground (``-F``): the PID we record is the
 master's, and the master takes its children down on SIGTERM.
 """
 
@@ -26,15 +26,34 @@ from tests.lab.config import LISTEN_HOST, LabConfig
 DOVECOT = "/usr/sbin/dovecot"
 MAIL_USER = "nupointlab"
 
-# How an IMAP-disabled user is refused with Gmail's text (see docs/lab-contract.md):
-# passdb 1 (oauth2) validates the token and keeps the tokeninfo lab fields as extra fields,
-# ``reason`` included; passdb 2 (static, only for users passdb 1 authenticated) sets
-# ``allow_nets`` to a network the client is not in when ``x_lab_imap`` is ``disabled*``, which
-# fails the login while keeping passdb 1's fields. A failed login that carries ``reason`` is
-# answered ``NO <reason>`` (``NO [ALERT] <reason>`` if the reason does not start with ``[``).
-# (A plain ``nologin`` would answer ``NO [CONTACTADMIN] <reason>``, which Gmail never sends.)
-OAUTH2_PASS_ATTRS = "x_lab_imap=%{oauth2:x_lab_imap} reason=%{oauth2:x_lab_imap_alert} nodelay=yes"
-IMAP_ACCESS_CHECK = "allow_nets=%{if;%{passdb:x_lab_imap};*;disabled*;192.0.2.1/32;0.0.0.0/0,::/0}"
+# How a refused login gets exactly Gmail's text (see docs/lab-contract.md, "What Gmail says"):
+# - Dovecot calls tokeninfo with DOVECOT_TOKENINFO_FLAG, so the emulated Google answers every token 200: a token
+#   Google would refuse (unknown, expired, revoked) comes back with an empty ``email`` and ``x_lab_imap`` =
+#   ``invalid_token``; a suspended user's with ``suspended``. ``x_lab_imap_alert`` carries Gmail's refusal text
+#   and ``x_lab_invalid_credentials`` Gmail's ``[AUTHENTICATIONFAILED] Invalid credentials (Failure)``.
+# - passdb 1 (oauth2) keeps those fields as extra fields, and ``reason`` = Gmail's invalid-credentials text. Its own
+#   username check is neutralised (``username_format`` is a constant, so the token's user and the login name
+#   always "match"), because a mismatch there would answer Dovecot's ``Authentication failed.``.
+# - A passdb that fails is answered with the extra fields of the passdbs that succeeded before it (its own are
+#   dropped). So passdb 2 (static, only for users passdb 1 authenticated) fails the login when the token's
+#   ``email`` is not the login name, with ``allow_nets`` set to a network the client is not in: Gmail's
+#   invalid-credentials text (a token for user A presented as user B, and every token Google would refuse, whose
+#   ``email`` is empty). When it succeeds it sets ``reason`` = ``x_lab_imap_alert``.
+# - passdb 3 (static) fails the login the same way when ``x_lab_imap`` is not ``enabled`` (IMAP off for the user
+#   or the domain, a suspended user): passdb 2's ``reason``, Gmail's text for that case.
+# A failed login that carries ``reason`` is answered ``NO <reason>`` (``NO [ALERT] <reason>`` if the reason does
+# not start with ``[``). (A plain ``nologin`` would answer ``NO [CONTACTADMIN] <reason>``, which Gmail never sends.)
+DOVECOT_TOKENINFO_FLAG = "x_lab_dovecot=1"
+OAUTH2_PASS_ATTRS = (
+    "x_lab_imap=%{oauth2:x_lab_imap} x_lab_email=%{oauth2:email} x_lab_alert=%{oauth2:x_lab_imap_alert} "
+    "reason=%{oauth2:x_lab_invalid_credentials} nodelay=yes"
+)
+_FOREIGN_NET = "192.0.2.1/32"
+_ANY_NET = "0.0.0.0/0,::/0"
+USER_MATCH_CHECK = (
+    f"allow_nets=%{{if;%{{passdb:x_lab_email}};eq;%Lu;{_ANY_NET};{_FOREIGN_NET}}} reason=%{{passdb:x_lab_alert}}"
+)
+IMAP_ACCESS_CHECK = f"allow_nets=%{{if;%{{passdb:x_lab_imap}};eq;enabled;{_ANY_NET};{_FOREIGN_NET}}}"
 
 
 def run_dir(cfg: LabConfig) -> Path:
@@ -109,9 +128,11 @@ def write_config(cfg: LabConfig) -> None:
         "\n".join(
             [
                 "# oauth2 passdb: tokens are checked against the emulated Google's tokeninfo",
-                f"tokeninfo_url = {cfg.tokeninfo_url}?access_token=",
+                f"tokeninfo_url = {cfg.tokeninfo_url}?{DOVECOT_TOKENINFO_FLAG}&access_token=",
                 f"tls_ca_cert_file = {cfg.ca_path}",
                 "username_attribute = email",
+                "# a constant: the token's user is compared with the login name by the next passdb, in Gmail's words",
+                "username_format = token-user",
                 f"pass_attrs = {OAUTH2_PASS_ATTRS}",
                 "timeout_msecs = 10000",
                 "max_parallel_connections = 32",
@@ -154,6 +175,15 @@ passdb {{
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
   args = {oauth2_conf}
+  result_success = continue-ok
+  result_failure = return-fail
+  result_internalfail = return-fail
+}}
+passdb {{
+  driver = static
+  mechanisms = xoauth2 oauthbearer
+  skip = unauthenticated
+  args = {USER_MATCH_CHECK}
   result_success = continue-ok
   result_failure = return-fail
   result_internalfail = return-fail

@@ -128,6 +128,11 @@ class GoogleControl:
         """The Admin console's domain-wide IMAP switch (also the Cloud Identity policy value)."""
         self._post("imap/domain", {"enabled": enabled})
 
+    def set_suspended(self, users: Iterable[str], suspended: bool = True) -> list[str]:
+        """Suspend users (or restore them, ``suspended=False``) as the Admin console does; returns the suspended."""
+        payload = {"users": list(users), "suspended": suspended}
+        return list(self._post("users/suspend", payload)["suspended_users"])
+
     # -- service accounts and keys
     def add_service_account(self, email: str, client_id: str, project_id: str) -> None:
         """Create another service account (no keys yet)."""

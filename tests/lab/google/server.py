@@ -91,6 +91,14 @@ ALERT_IMAP_DOMAIN_DISABLED = (
     "[ALERT] IMAP access is disabled for your domain. Please contact your domain administrator "
     "for questions about this feature. (Failure)"
 )
+# What Gmail's IMAP server answers a refused XOAUTH2 login (docs/lab-contract.md, "What Gmail says"): first a
+# base64 JSON challenge, then, after the client's empty line, this tagged NO.
+IMAP_INVALID_CREDENTIALS = "[AUTHENTICATIONFAILED] Invalid credentials (Failure)"
+GMAIL_XOAUTH2_CHALLENGE = {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+MSG_REVOKE_INVALID = "Token expired or revoked"
+# Query flag Dovecot adds to its tokeninfo URL (tests/lab/dovecot.py): tokeninfo then answers every token with
+# 200 and the IMAP verdict in lab fields, so Dovecot can refuse with Gmail's text instead of its own.
+DOVECOT_TOKENINFO_FLAG = "x_lab_dovecot"
 MSG_UNAUTHENTICATED_INVALID = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
     "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
@@ -146,13 +154,21 @@ _STATUS_NAMES = {
 _REDACT = re.compile(r"(ya29\.|access_token=|assertion=|Bearer\s+)[^\s&'\"]+")
 
 
-def lab_imap_fields(email_address: str, domain_enabled: bool, disabled_users: AbstractSet[str]) -> dict[str, str]:
+def lab_imap_fields(
+    email_address: str,
+    domain_enabled: bool,
+    disabled_users: AbstractSet[str],
+    suspended_users: AbstractSet[str] = frozenset(),
+) -> dict[str, str]:
     """Lab-only tokeninfo fields telling Dovecot whether Gmail would let this user in over IMAP.
 
     The single source of the IMAP verdict and of Gmail's refusal texts: Dovecot maps these fields to
-    its ``nologin``/``reason`` passdb extras, so a refused login shows exactly Gmail's ``[ALERT]`` line.
-    The domain switch wins over the per-user one, as in Gmail.
+    its ``reason`` passdb extra, so a refused login shows exactly Gmail's line. A suspended user is refused
+    like a bad token (``[AUTHENTICATIONFAILED] Invalid credentials (Failure)``); the domain switch wins over
+    the per-user one, as in Gmail.
     """
+    if email_address.lower() in suspended_users:
+        return {"x_lab_imap": "suspended", "x_lab_imap_alert": IMAP_INVALID_CREDENTIALS}
     if not domain_enabled:
         return {"x_lab_imap": "disabled_domain", "x_lab_imap_alert": ALERT_IMAP_DOMAIN_DISABLED}
     if email_address.lower() in disabled_users:
@@ -492,6 +508,7 @@ class GoogleState:
         self.imap_domain_enabled = bool(imap.get("domain_enabled", True))
         self.imap_disabled_users: set[str] = {str(u).lower() for u in imap.get("disabled_users", [])}
         self.imap_settings: dict[str, dict[str, Any]] = {}
+        self.suspended_users: set[str] = {str(u).lower() for u in config.get("suspended_users", [])}
         self.clock_tolerance = float(config.get("clock_tolerance_seconds", 300))
         self.clock_offset = float(config.get("clock_offset_seconds", 0))
         self.token_uri_config: str | None = config.get("token_uri")
@@ -551,6 +568,7 @@ class GoogleState:
             ("POST", r"/token|/oauth2/v4/token", "token", self._token),
             ("GET", r"/tokeninfo|/oauth2/v3/tokeninfo", "tokeninfo", self._tokeninfo),
             ("POST", r"/tokeninfo|/oauth2/v3/tokeninfo", "tokeninfo", self._tokeninfo),
+            ("POST", r"/revoke|/o/oauth2/revoke", "revoke", self._revoke),
             ("GET", r"/gmail/v1/users/([^/]+)/settings/imap", "gmail.settings.getImap", self._gmail_get_imap),
             ("PUT", r"/gmail/v1/users/([^/]+)/settings/imap", "gmail.settings.updateImap", self._gmail_update_imap),
             ("GET", keys, "iam.keys.list", self._iam_list_keys),
@@ -731,12 +749,20 @@ class GoogleState:
             access_token = request.authorization[7:].strip()
         if not access_token:
             return oauth_error(400, "invalid_request", MSG_TOKENINFO_MISSING)
-        return self.tokeninfo(access_token)
+        return self.tokeninfo(access_token, dovecot=DOVECOT_TOKENINFO_FLAG in request.query)
 
-    def tokeninfo(self, access_token: str) -> Reply:
-        """Google's v3 tokeninfo body (string-valued like Google's) plus the lab IMAP fields."""
+    def tokeninfo(self, access_token: str, dovecot: bool = False) -> Reply:
+        """Google's v3 tokeninfo body (string-valued like Google's) plus the lab IMAP fields.
+
+        ``dovecot``: the lab's Dovecot asks; a token Google would refuse (unknown, expired, revoked) is answered
+        200 with an empty ``email`` and the verdict ``invalid_token``, so that Dovecot's passdbs refuse the login
+        with Gmail's ``[AUTHENTICATIONFAILED] Invalid credentials (Failure)`` rather than its own words.
+        """
         issued, _state = self.lookup_token(access_token)
         if issued is None:
+            if dovecot:
+                body = {"email": "", "x_lab_imap": "invalid_token", "x_lab_imap_alert": IMAP_INVALID_CREDENTIALS}
+                return Reply(200, body | {"x_lab_invalid_credentials": IMAP_INVALID_CREDENTIALS}, style="oauth")
             return oauth_error(400, "invalid_token", MSG_TOKENINFO_INVALID)
         now = self.now()
         if issued.subject is not None:
@@ -755,8 +781,26 @@ class GoogleState:
             "access_type": "online",
         }
         with self.lock:
-            body.update(lab_imap_fields(address, self.imap_domain_enabled, self.imap_disabled_users))
+            body.update(
+                lab_imap_fields(address, self.imap_domain_enabled, self.imap_disabled_users, self.suspended_users)
+            )
+        if dovecot:
+            # The text Dovecot answers a token presented for another user with (see tests/lab/dovecot.py).
+            body["x_lab_invalid_credentials"] = IMAP_INVALID_CREDENTIALS
         return Reply(200, body, style="oauth")
+
+    # ----------------------------------------------------------------- token revocation
+    def _revoke(self, request: Request, _match: re.Match[str]) -> Reply:
+        """Google's ``POST https://oauth2.googleapis.com/revoke`` (``token=``): the token stops working at once."""
+        params = _form_or_json(request)
+        token = params.get("token") or request.query.get("token")
+        if not token:
+            return oauth_error(400, "invalid_request", "Missing required parameter: token")
+        with self.lock:
+            revoked = self.tokens.pop(token, None)
+        if revoked is None:
+            return oauth_error(400, "invalid_token", MSG_REVOKE_INVALID)
+        return Reply(200, {}, style="oauth")
 
     # ----------------------------------------------------------------- API authorisation
     def authorize(self, request: Request, api: ApiMethod) -> IssuedToken:
@@ -1189,7 +1233,7 @@ class GoogleState:
             "lastLoginTime": "1970-01-01T00:00:00.000Z",
             "creationTime": rfc3339(self.started).replace("Z", ".000Z"),
             "agreedToTerms": True,
-            "suspended": False,
+            "suspended": address in self.suspended_users,
             "archived": False,
             "changePasswordAtNextLogin": False,
             "ipWhitelisted": False,
@@ -1314,6 +1358,7 @@ class GoogleState:
             "scopes/set": self._control_set_scopes,
             "imap/user": self._control_imap_user,
             "imap/domain": self._control_imap_domain,
+            "users/suspend": self._control_suspend_users,
             "service-accounts/add": self._control_add_account,
             "service-accounts/disable": lambda p: self._control_account_disabled(p, True),
             "service-accounts/enable": lambda p: self._control_account_disabled(p, False),
@@ -1383,6 +1428,7 @@ class GoogleState:
                     "domain_enabled": self.imap_domain_enabled,
                     "disabled_users": sorted(self.imap_disabled_users),
                 },
+                "suspended_users": sorted(self.suspended_users),
                 "clock": {"tolerance_seconds": self.clock_tolerance, "offset_seconds": self.clock_offset},
                 "faults": [
                     {"path_prefix": f.prefix, "status": f.status, "remaining": f.remaining}
@@ -1473,6 +1519,16 @@ class GoogleState:
             else:
                 self.imap_disabled_users.add(user)
             return {"disabled_users": sorted(self.imap_disabled_users)}
+
+    def _control_suspend_users(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Suspend (``suspended`` true, the default) or restore users, as the Admin console's Suspend user does."""
+        addresses = self._addresses(payload)
+        with self.lock:
+            if payload.get("suspended", True):
+                self.suspended_users.update(addresses)
+            else:
+                self.suspended_users.difference_update(addresses)
+            return {"suspended_users": sorted(self.suspended_users)}
 
     def _control_imap_domain(self, payload: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
