@@ -177,3 +177,35 @@ def test_the_classifier_knows_each_gmail_text(text: str) -> None:
     # Known texts are classed by their words, whatever the phase.
     assert classify_imap_text(text, "auth") == (expected, False)
     assert classify_imap_text(text, None) == (expected, False)
+
+
+# --- Google Cloud project gating (issue 11, item 4: a disabled API is its own refusal) --------------------
+
+POLICIES = "https://www.googleapis.com/auth/cloud-identity.policies.readonly"
+GMAIL_SETTINGS = "https://www.googleapis.com/auth/gmail.settings.basic"
+
+
+@pytest.mark.parametrize(
+    ("service", "scope", "path"),
+    [
+        ("cloudidentity.googleapis.com", POLICIES, "/v1/policies"),
+        ("gmail.googleapis.com", GMAIL_SETTINGS, "/gmail/v1/users/me/settings/imap"),
+    ],
+)
+def test_an_api_disabled_in_the_callers_project_is_googles_service_disabled(lab, lab_reset, http, service, scope, path):
+    lab.google.authorize_scopes(lab.client_id, [scope])
+    token = mint_token(lab, lab.admin, scopes=(scope,))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert http.get(lab.google_base_url + path, headers=headers).status_code == 200
+    lab.google.set_services(lab.project_id, [service], enabled=False)
+    refused = http.get(lab.google_base_url + path, headers=headers)
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["status"] == "PERMISSION_DENIED"
+    assert error["errors"][0]["reason"] == "accessNotConfigured"
+    info = error["details"][0]
+    assert info["reason"] == "SERVICE_DISABLED"
+    number = lab.google.state()["projects"][lab.project_id]["number"]
+    link = f"https://console.developers.google.com/apis/api/{service}/overview?project={number}"
+    assert info["metadata"]["activationUrl"] == link
+    assert link in error["message"] and "has not been used in project" in error["message"]

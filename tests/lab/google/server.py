@@ -863,6 +863,7 @@ class GoogleState:
     # ----------------------------------------------------------------- Gmail users.settings.imap
     def _gmail_target(self, request: Request, match: re.Match[str], api: ApiMethod) -> str:
         issued = self.authorize(request, api)
+        self._require_service(issued, "gmail.googleapis.com")
         if issued.subject is None:
             # A service account without a subject has no mailbox: Gmail's well-known answer.
             raise ReplyError(
@@ -1311,6 +1312,7 @@ class GoogleState:
 
     def _policies_list(self, request: Request, _match: re.Match[str]) -> Reply:
         issued = self.authorize(request, POLICIES_LIST)
+        self._require_service(issued, "cloudidentity.googleapis.com")
         self._require_admin_subject(issued, legacy_admin_sdk=False)
         text = request.query.get("filter", "")
         with self.lock:
@@ -1330,6 +1332,7 @@ class GoogleState:
 
     def _policies_get(self, request: Request, match: re.Match[str]) -> Reply:
         issued = self.authorize(request, POLICIES_GET)
+        self._require_service(issued, "cloudidentity.googleapis.com")
         self._require_admin_subject(issued, legacy_admin_sdk=False)
         with self.lock:
             policy = self._imap_policy()
