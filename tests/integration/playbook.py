@@ -3,6 +3,13 @@
 Integration tests drive the collection the way users do: a playbook, an inventory, the installed
 collection (linked under .build/collections). The json stdout callback gives per-task results; the
 default callback with -vvv gives the text a user would see (used by the secret-leak tests).
+
+Why this runner is hand-written next to pytest-ansible: that plugin's ``ansible_module`` / ``ansible_adhoc``
+fixtures (used in test_pytest_ansible_modules.py) run one module at a time inside the pytest process and return
+its results, so they cannot give what the tests here need: the stdout of a real ``ansible-playbook`` process at
+``-vvv``, scanned for key- and token-shaped strings; ``--diff`` text; plays with roles, ``register`` between tasks,
+``ignore_errors`` / ``failed_when``; the playbooks under playbooks/ as users run them. Its ``--ansible-check``
+option is not passed on either (see ``check_mode`` in test_pytest_ansible_modules.py).
 """
 
 import json
