@@ -39,7 +39,7 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 export PY_COLORS := 0
 
-.PHONY: help deps venv apt collection test test-fast lint ruff mypy sanity ansible-lint unit \
+.PHONY: help deps venv apt collection test test-fast lint ruff mypy vermin sanity ansible-lint unit \
 	integration molecule lab-up lab-down lab-status build clean docs changelog-lint integration-targets
 
 help:
@@ -78,11 +78,16 @@ collection:
 
 # --- quality gates ----------------------------------------------------------------------------
 
-lint: ruff mypy
+lint: ruff mypy vermin
 
 ruff: venv
 	ruff check .
 	ruff format --check .
+
+# Code that runs on MSL (Python 2.7 or 3.6, standard library only) is checked with vermin; the list of files and
+# the proof that the check fails on a newer construct are in the test.
+vermin: venv collection
+	pytest tests/unit/test_msl_python_compat.py -q
 
 mypy: venv collection
 	mypy

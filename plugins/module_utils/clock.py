@@ -20,9 +20,10 @@ Offsets are *server minus local*: positive means this host's clock is behind.
 Runs on MSL: standard library only, Python 3.6 compatible.
 """
 
-import datetime
-import email.utils
-import http.client
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import random
 import re
 import socket
@@ -30,8 +31,21 @@ import ssl
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import (
+    http_client,
+    http_date_epoch,
+    raise_from,
+    urlsplit,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic as _monotonic
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: F401  # novermin
+
+    Clock = Callable[[], float]  # a type alias for the type comments
+except ImportError:  # pragma: no cover
+    pass
 
 NTP_PORT = 123
 # Seconds from the NTP era 0 epoch (1900-01-01) to the Unix epoch (1970-01-01).
@@ -68,14 +82,12 @@ KISS_CODES = {
 # What MSL's Server Manager accepts as an NTP server (Date and Time panel).
 SERVER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9.-]+$")
 
-Clock = Callable[[], float]
-
 
 class ClockError(Exception):
     """The offset could not be measured; ``msg`` says why, ``reason`` classifies it."""
 
-    def __init__(self, msg: str, reason: str = "other", servers: Optional[List[Dict[str, Any]]] = None) -> None:
-        super().__init__(msg)
+    def __init__(self, msg, reason="other", servers=None):  # type: (str, str, Optional[List[Dict[str, Any]]]) -> None
+        super(ClockError, self).__init__(msg)
         self.msg = msg
         self.reason = reason
         # Per-server results when the measurement failed as a whole (every server reported).
@@ -86,7 +98,7 @@ class SntpError(ClockError):
     """One SNTP exchange failed; ``reason`` is a server status (``timeout``, ``kiss_of_death``, ...)."""
 
 
-def check_server_name(name: str) -> str:
+def check_server_name(name):  # type: (str) -> str
     """``name`` when it is a host name or address MSL's panel would accept, else ClockError."""
     if not isinstance(name, str) or not SERVER_NAME_PATTERN.match(name):
         raise ClockError(
@@ -100,21 +112,21 @@ def check_server_name(name: str) -> str:
 # --- packets -----------------------------------------------------------------------------------
 
 
-def unix_to_ntp(unix_time: float) -> int:
+def unix_to_ntp(unix_time):  # type: (float) -> int
     """A Unix time as a 64-bit NTP timestamp (era 0, 32.32 fixed point)."""
     return int((unix_time + NTP_UNIX_DELTA) * 2**32) & 0xFFFFFFFFFFFFFFFF
 
 
-def ntp_to_unix(timestamp: int) -> float:
+def ntp_to_unix(timestamp):  # type: (int) -> float
     return timestamp / 2**32 - NTP_UNIX_DELTA
 
 
-def short_to_seconds(value: int) -> float:
+def short_to_seconds(value):  # type: (int) -> float
     """An NTP short format (16.16 fixed point, unsigned) as seconds."""
     return value / 2**16
 
 
-def build_request(transmit_timestamp: int) -> bytes:
+def build_request(transmit_timestamp):  # type: (int) -> bytes
     """A client request (RFC 4330 section 5): version 4, mode 3, our transmit timestamp, all else zero.
 
     The server copies the transmit timestamp into its reply's originate field, which is how a reply
@@ -125,12 +137,12 @@ def build_request(transmit_timestamp: int) -> bytes:
     )
 
 
-def new_transmit_timestamp(unix_time: float) -> int:
+def new_transmit_timestamp(unix_time):  # type: (float) -> int
     """Our transmit timestamp with random low-order bits (sub-millisecond) that make replies hard to forge."""
     return (unix_to_ntp(unix_time) & ~0xFFFF) | random.getrandbits(16)  # a nonce, not a secret
 
 
-def reference_id_text(stratum: int, raw: bytes) -> str:
+def reference_id_text(stratum, raw):  # type: (int, bytes) -> str
     """The reference ID as people read it: a code for stratum 0/1, an IPv4 address above."""
     if stratum <= 1:
         return raw.rstrip(b"\0").decode("ascii", "replace")
@@ -142,15 +154,15 @@ class SntpSample:
 
     def __init__(
         self,
-        offset: float,
-        delay: float,
-        stratum: int,
-        leap: int,
-        version: int,
-        root_delay: float,
-        root_dispersion: float,
-        reference_id: str,
-    ) -> None:
+        offset,
+        delay,
+        stratum,
+        leap,
+        version,
+        root_delay,
+        root_dispersion,
+        reference_id,
+    ):  # type: (float, float, int, int, int, float, float, str) -> None
         self.offset = offset
         self.delay = delay
         self.stratum = stratum
@@ -161,15 +173,15 @@ class SntpSample:
         self.reference_id = reference_id
 
     @property
-    def root_distance(self) -> float:
+    def root_distance(self):  # type: () -> float
         """Bound on this sample's error against the primary reference (RFC 5905 section 11.2, simplified)."""
         return (self.root_delay + self.delay) / 2 + self.root_dispersion
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "SntpSample(offset=%r, delay=%r, stratum=%r)" % (self.offset, self.delay, self.stratum)
 
 
-def parse_reply(data: bytes, origin: int, sent: float, received: float) -> SntpSample:
+def parse_reply(data, origin, sent, received):  # type: (bytes, int, float, float) -> SntpSample
     """Check a server reply against RFC 4330 section 5 and turn it into a sample.
 
     ``origin`` is the transmit timestamp of our request; ``sent`` and ``received`` are the local Unix
@@ -220,21 +232,19 @@ def parse_reply(data: bytes, origin: int, sent: float, received: float) -> SntpS
 # --- talking to servers ------------------------------------------------------------------------
 
 
-def resolve(host: str, port: int) -> Tuple[int, Tuple[Any, ...]]:
+def resolve(host, port):  # type: (str, int) -> Tuple[int, Tuple[Any, ...]]
     """(address family, socket address) of ``host``; SntpError ``dns`` when it does not resolve."""
     try:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     except (socket.gaierror, UnicodeError) as exc:
-        raise SntpError("cannot resolve %s: %s" % (host, getattr(exc, "strerror", None) or exc), "dns") from None
+        raise_from(SntpError("cannot resolve %s: %s" % (host, getattr(exc, "strerror", None) or exc), "dns"), None)
     if not infos:
         raise SntpError("cannot resolve %s: no addresses" % host, "dns")
     family, _type, _proto, _name, address = infos[0]
     return family, address
 
 
-def query_once(
-    family: int, address: Tuple[Any, ...], timeout: float, clock: Clock = time.time, monotonic: Clock = time.monotonic
-) -> SntpSample:
+def query_once(family, address, timeout, clock=time.time, monotonic=_monotonic):  # type: (int, Tuple[Any, ...], float, Clock, Clock) -> SntpSample
     """One request/reply on a fresh socket (a late reply to an earlier request cannot be mistaken for this one)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -261,14 +271,14 @@ def query_once(
                     raise
                 sock.settimeout(remaining)
     except socket.timeout:
-        raise SntpError("no reply within %g s" % timeout, "timeout") from None
+        raise_from(SntpError("no reply within %g s" % timeout, "timeout"), None)
     except OSError as exc:
-        raise SntpError("%s" % (exc.strerror or exc), "connect") from None
+        raise_from(SntpError("%s" % (exc.strerror or exc), "connect"), None)
     finally:
         sock.close()
 
 
-def median(values: List[float]) -> float:
+def median(values):  # type: (List[float]) -> float
     ordered = sorted(values)
     middle = len(ordered) // 2
     if len(ordered) % 2:
@@ -276,7 +286,7 @@ def median(values: List[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _server_result(server: str, port: int) -> Dict[str, Any]:
+def _server_result(server, port):  # type: (str, int) -> Dict[str, Any]
     return {
         "server": server,
         "port": port,
@@ -297,16 +307,16 @@ def _server_result(server: str, port: int) -> Dict[str, Any]:
 
 
 def query_server(
-    server: str,
-    port: int = NTP_PORT,
-    samples: int = 4,
-    timeout: float = 2.0,
-    interval: float = 2.0,
-    max_root_distance: float = MAX_ROOT_DISTANCE,
-    clock: Clock = time.time,
-    monotonic: Clock = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Dict[str, Any]:
+    server,
+    port=NTP_PORT,
+    samples=4,
+    timeout=2.0,
+    interval=2.0,
+    max_root_distance=MAX_ROOT_DISTANCE,
+    clock=time.time,
+    monotonic=_monotonic,
+    sleep=time.sleep,
+):  # type: (str, int, int, float, float, float, Clock, Clock, Callable[[float], None]) -> Dict[str, Any]
     """Ask ``server`` up to ``samples`` times; a result dict, never an exception for network faults.
 
     The offset is the median of the good samples; delay, stratum and root figures come from the
@@ -320,8 +330,8 @@ def query_server(
         result.update(status=exc.reason, msg=exc.msg)
         return result
     result["address"] = address[0]
-    good: List[SntpSample] = []
-    errors: List[SntpError] = []
+    good = []  # type: List[SntpSample]
+    errors = []  # type: List[SntpError]
     for attempt in range(samples):
         if attempt:
             sleep(interval)
@@ -377,14 +387,14 @@ def query_server(
 
 
 def measure_ntp(
-    servers: List[str],
-    port: int = NTP_PORT,
-    samples: int = 4,
-    timeout: float = 2.0,
-    interval: float = 2.0,
-    max_root_distance: float = MAX_ROOT_DISTANCE,
-    query: Optional[Callable[..., Dict[str, Any]]] = None,
-) -> Dict[str, Any]:
+    servers,
+    port=NTP_PORT,
+    samples=4,
+    timeout=2.0,
+    interval=2.0,
+    max_root_distance=MAX_ROOT_DISTANCE,
+    query=None,
+):  # type: (List[str], int, int, float, float, float, Optional[Callable[..., Dict[str, Any]]]) -> Dict[str, Any]
     """Query every server (in parallel) and combine what the usable ones say.
 
     Returns ``offset_seconds`` (median over the usable servers, so one wrong server among three is
@@ -395,9 +405,9 @@ def measure_ntp(
     if not servers:
         raise ClockError("No NTP server to measure against.", "no_server")
     query = query or query_server
-    results: List[Optional[Dict[str, Any]]] = [None] * len(servers)
+    results = [None] * len(servers)  # type: List[Optional[Dict[str, Any]]]
 
-    def worker(index: int, server: str) -> None:
+    def worker(index, server):  # type: (int, str) -> None
         try:
             results[index] = query(server, port, samples, timeout, interval, max_root_distance)
         except Exception as exc:  # noqa: BLE001 - a bug in one query must still leave a result
@@ -411,7 +421,7 @@ def measure_ntp(
         thread.start()
     for thread in threads:
         thread.join()
-    done: List[Dict[str, Any]] = [result for result in results if result is not None]
+    done = [result for result in results if result is not None]  # type: List[Dict[str, Any]]
     usable = [result for result in done if result["status"] == "ok"]
     if not usable:
         raise ClockError(
@@ -434,7 +444,7 @@ def measure_ntp(
 # --- HTTP Date ---------------------------------------------------------------------------------
 
 
-def parse_http_date(value: Optional[str]) -> Optional[float]:
+def parse_http_date(value):  # type: (Optional[str]) -> Optional[float]
     """Unix time of an HTTP date (a ``Date`` or ``Retry-After`` header); None when absent or unusable.
 
     HTTP dates are UTC (RFC 9110), so a date without a zone (or with ``-0000``) is read as UTC, not as
@@ -443,17 +453,12 @@ def parse_http_date(value: Optional[str]) -> Optional[float]:
     if not value:
         return None
     try:
-        when = email.utils.parsedate_to_datetime(value)
+        return http_date_epoch(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.timestamp()
 
 
-def date_header_offset(date_header: Optional[str], sent_at: float, received_at: float) -> Optional[float]:
+def date_header_offset(date_header, sent_at, received_at):  # type: (Optional[str], float, float) -> Optional[float]
     """Seconds the server's clock is ahead of ours (negative: behind), from its ``Date`` header; None when unusable.
 
     ``sent_at`` / ``received_at``: this host's time when the request was sent and the answer arrived.
@@ -468,19 +473,19 @@ def date_header_offset(date_header: Optional[str], sent_at: float, received_at: 
 
 
 def http_date_offset(
-    url: str,
-    ca_path: Optional[str] = None,
-    timeout: float = 10.0,
-    clock: Clock = time.time,
-    monotonic: Clock = time.monotonic,
-) -> Dict[str, Any]:
+    url,
+    ca_path=None,
+    timeout=10.0,
+    clock=time.time,
+    monotonic=_monotonic,
+):  # type: (str, Optional[str], float, Clock, Clock) -> Dict[str, Any]
     """Offset against the ``Date`` header of an HTTP(S) server: a second opinion, e.g. Google's own clock.
 
     ``Date`` has one-second resolution, so the estimate assumes the middle of that second and the
     round trip; ``uncertainty_seconds`` bounds the error. Network faults give a result with a
     ``status`` of ``dns``, ``connect``, ``tls``, ``timeout`` or ``bad_reply``, never an exception.
     """
-    result: Dict[str, Any] = {
+    result = {
         "url": url,
         "status": None,
         "msg": "",
@@ -488,7 +493,7 @@ def http_date_offset(
         "uncertainty_seconds": None,
         "date": None,
         "http_status": None,
-    }
+    }  # type: Dict[str, Any]
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         result.update(status="bad_url", msg="%s is not an http(s) URL" % url)
@@ -501,16 +506,16 @@ def http_date_offset(
     except ValueError:
         result.update(status="bad_url", msg="%s has an invalid port" % url)
         return result
-    connection: http.client.HTTPConnection
+    connection = None  # type: http_client.HTTPConnection
     if parts.scheme == "https":
         try:
             context = ssl.create_default_context(cafile=ca_path or None)
         except (OSError, ssl.SSLError) as exc:
             result.update(status="tls", msg="cannot load the CA file %s: %s" % (ca_path, exc))
             return result
-        connection = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
+        connection = http_client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
     else:
-        connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+        connection = http_client.HTTPConnection(parts.hostname, port, timeout=timeout)
     try:
         # Connect (and handshake) first, so only the request itself is inside the timed window.
         connection.connect()
@@ -534,7 +539,7 @@ def http_date_offset(
     except OSError as exc:
         result.update(status="connect", msg="cannot connect to %s: %s" % (parts.netloc, exc.strerror or exc))
         return result
-    except http.client.HTTPException as exc:
+    except http_client.HTTPException as exc:
         result.update(status="bad_reply", msg="bad HTTP reply from %s: %r" % (url, exc))
         return result
     finally:

@@ -7,23 +7,33 @@ connection, a kill) leaves the old file; the new file is private (0600, root-own
 root) from its first byte, never chmod-ed after the fact. Standard library only; parses as Python 3.6.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import errno
 import fcntl
 import os
 import tempfile
 import time
 from contextlib import contextmanager
-from typing import Iterator
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic, raise_from, replace
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Iterator  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
 
 PRIVATE_FILE_MODE = 0o600
 
 
-def is_root() -> bool:
+def is_root():  # type: () -> bool
     """Running as root: new private files are then given to root:root explicitly."""
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def fsync_directory(path: str) -> None:
+def fsync_directory(path):  # type: (str) -> None
     """Make a rename in ``path`` durable (the directory entry, not only the file data)."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -32,7 +42,7 @@ def fsync_directory(path: str) -> None:
         os.close(fd)
 
 
-def stage_file(directory: str, name: str, data: bytes, mode: int = PRIVATE_FILE_MODE) -> str:
+def stage_file(directory, name, data, mode=PRIVATE_FILE_MODE):  # type: (str, str, bytes, int) -> str
     """Write ``data`` to a new temp file next to ``name`` (mode ``mode``, root:root as root), fsynced; return its path."""
     fd, tmp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
     try:
@@ -52,14 +62,14 @@ def stage_file(directory: str, name: str, data: bytes, mode: int = PRIVATE_FILE_
     return tmp_path
 
 
-def unlink_quietly(path: str) -> None:
+def unlink_quietly(path):  # type: (str) -> None
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-def atomic_write(path: str, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
+def atomic_write(path, data, mode=PRIVATE_FILE_MODE):  # type: (str, bytes, int) -> None
     """Replace ``path`` with ``data`` atomically: temp file in the same directory, fsync, rename, fsync dir.
 
     A reader sees the old file or the new one, never a partial one; a failure leaves the old file.
@@ -67,7 +77,7 @@ def atomic_write(path: str, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
     directory, name = os.path.split(path)
     tmp_path = stage_file(directory, name, data, mode)
     try:
-        os.replace(tmp_path, path)
+        replace(tmp_path, path)
     except BaseException:
         unlink_quietly(tmp_path)
         raise
@@ -77,13 +87,13 @@ def atomic_write(path: str, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
 class LockTimeout(Exception):
     """Another process held the lock for longer than we were willing to wait."""
 
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg)
+    def __init__(self, msg):  # type: (str) -> None
+        super(LockTimeout, self).__init__(msg)
         self.msg = msg
 
 
 @contextmanager
-def exclusive_lock(path: str, timeout: float = 120.0, poll: float = 0.2) -> Iterator[None]:
+def exclusive_lock(path, timeout=120.0, poll=0.2):  # type: (str, float, float) -> Iterator[None]
     """Hold an exclusive ``flock`` on ``path`` (created 0600) for the block; other holders are waited for.
 
     Two runs that change the same files (two playbooks installing different keys on one MSL host) take
@@ -94,17 +104,20 @@ def exclusive_lock(path: str, timeout: float = 120.0, poll: float = 0.2) -> Iter
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     try:
-        deadline = time.monotonic() + timeout
+        deadline = monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        "Another run has been changing these files for more than %d s (it holds the lock %s); "
-                        "wait for it to finish (fuser %s names its process)." % (timeout, path, path)
-                    ) from None
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or monotonic() >= deadline:
+                    raise_from(
+                        LockTimeout(
+                            "Another run has been changing these files for more than %d s (it holds the lock %s); "
+                            "wait for it to finish (fuser %s names its process)." % (timeout, path, path)
+                        ),
+                        None,
+                    )
                 time.sleep(poll)
         yield
     finally:

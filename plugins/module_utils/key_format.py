@@ -11,12 +11,22 @@ parser: the same SHA-256 over the DER SubjectPublicKeyInfo that ``service_accoun
 Runs on MSL: standard library only, Python 3.6 compatible.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import binascii
 import hashlib
 import json
 import re
-from typing import Dict, List, Optional, Tuple, Union
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import int_from_bytes, int_to_bytes, raise_from
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Dict, List, Optional, Tuple, Union  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
 
 _RSA_ALGORITHM_ID = bytes(
     bytearray([0x30, 0x0D, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01, 0x05, 0x00])
@@ -27,12 +37,12 @@ _RSA_OID = _RSA_ALGORITHM_ID[2:13]
 class CredentialKeyError(Exception):
     """The service-account key cannot be read with the standard library; ``msg`` says why."""
 
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg)
+    def __init__(self, msg):  # type: (str) -> None
+        super(CredentialKeyError, self).__init__(msg)
         self.msg = msg
 
 
-def _der_element(data: bytes, offset: int) -> Tuple[int, int, int]:
+def _der_element(data, offset):  # type: (bytes, int) -> Tuple[int, int, int]
     """(tag, content_start, content_end) of the DER element at ``offset``."""
     if offset + 2 > len(data):
         raise ValueError("truncated DER")
@@ -43,13 +53,13 @@ def _der_element(data: bytes, offset: int) -> Tuple[int, int, int]:
         count = first & 0x7F
         if count == 0 or count > 4 or offset + 2 + count > len(data):
             raise ValueError("bad DER length")
-        start, length = offset + 2 + count, int.from_bytes(data[offset + 2 : offset + 2 + count], "big")
+        start, length = offset + 2 + count, int_from_bytes(data[offset + 2 : offset + 2 + count])
     if start + length > len(data):
         raise ValueError("truncated DER")
     return tag, start, start + length
 
 
-def _der_children(data: bytes, start: int, end: int) -> List[Tuple[int, int, int, int]]:
+def _der_children(data, start, end):  # type: (bytes, int, int) -> List[Tuple[int, int, int, int]]
     """[(tag, element_start, content_start, content_end)] of a constructed element's content."""
     children = []
     offset = start
@@ -60,17 +70,17 @@ def _der_children(data: bytes, start: int, end: int) -> List[Tuple[int, int, int
     return children
 
 
-def _der_tlv(tag: int, content: bytes) -> bytes:
+def _der_tlv(tag, content):  # type: (int, bytes) -> bytes
     length = len(content)
     if length < 0x80:
         header = bytes(bytearray([tag, length]))
     else:
         size = (length.bit_length() + 7) // 8
-        header = bytes(bytearray([tag, 0x80 | size])) + length.to_bytes(size, "big")
+        header = bytes(bytearray([tag, 0x80 | size])) + int_to_bytes(length, size)
     return header + content
 
 
-def pem_public_key_fingerprint_sha256(pem: str) -> str:
+def pem_public_key_fingerprint_sha256(pem):  # type: (str) -> str
     """SHA-256 of the DER SubjectPublicKeyInfo of an RSA private key (PKCS#8 or PKCS#1 PEM), stdlib only.
 
     The same value as ``service_account.public_key_fingerprint_sha256`` computes with 'cryptography' on the
@@ -99,18 +109,18 @@ def pem_public_key_fingerprint_sha256(pem: str) -> str:
         modulus = rsa_der[rsa_fields[1][1] : rsa_fields[1][3]]
         exponent = rsa_der[rsa_fields[2][1] : rsa_fields[2][3]]
     except (ValueError, binascii.Error, IndexError):
-        raise CredentialKeyError("The key's private_key cannot be decoded (damaged PEM/DER).") from None
+        raise_from(CredentialKeyError("The key's private_key cannot be decoded (damaged PEM/DER)."), None)
     public_key = _der_tlv(0x30, modulus + exponent)
     spki = _der_tlv(0x30, _RSA_ALGORITHM_ID + _der_tlv(0x03, b"\x00" + public_key))
     return ":".join("%02x" % byte for byte in bytearray(hashlib.sha256(spki).digest()))
 
 
-def normalize_fingerprint(value: str) -> str:
+def normalize_fingerprint(value):  # type: (str) -> str
     """Fingerprints compare case- and separator-insensitively: 'AB:CD' == 'abcd'."""
     return re.sub(r"[^0-9a-f]", "", value.lower())
 
 
-def credential_key_metadata(content: Union[str, bytes]) -> Dict[str, str]:
+def credential_key_metadata(content):  # type: (Union[str, bytes]) -> Dict[str, str]
     """client_id, client_email, private_key_id, project_id and fingerprint_sha256 of a JSON key, stdlib only.
 
     The controller has validated the key thoroughly (service_account.inspect_key); this only reads it.
@@ -120,10 +130,10 @@ def credential_key_metadata(content: Union[str, bytes]) -> Dict[str, str]:
     try:
         data = json.loads(content)
     except ValueError:
-        raise CredentialKeyError("The service-account key is not valid JSON.") from None
+        raise_from(CredentialKeyError("The service-account key is not valid JSON."), None)
     if not isinstance(data, dict) or data.get("type") != "service_account":
         raise CredentialKeyError("The service-account key is not a JSON object of type service_account.")
-    meta: Dict[str, str] = {}
+    meta = {}  # type: Dict[str, str]
     for field in ("client_id", "client_email", "private_key_id", "project_id", "private_key"):
         value = data.get(field)
         if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
@@ -136,11 +146,11 @@ def credential_key_metadata(content: Union[str, bytes]) -> Dict[str, str]:
 
 
 def expected_mismatches(
-    meta: Dict[str, str],
-    expected_client_id: Optional[str] = None,
-    expected_client_email: Optional[str] = None,
-    expected_fingerprint: Optional[str] = None,
-) -> List[str]:
+    meta,
+    expected_client_id=None,
+    expected_client_email=None,
+    expected_fingerprint=None,
+):  # type: (Dict[str, str], Optional[str], Optional[str], Optional[str]) -> List[str]
     """One sentence per ``expected_*`` value the key does not match (ids and fingerprints only)."""
     problems = []
     if expected_client_id is not None and str(expected_client_id).strip() != meta["client_id"]:

@@ -29,11 +29,21 @@ API::
     p12 = read_p12(module.params)                              # bytes or None, same error
 """
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, List, Mapping, Optional, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from
 
 JSON_KEY_OPTIONS = ("src", "content", "path")
 P12_KEY_OPTIONS = ("p12_src", "p12_content", "p12_path")
-P12_OPTIONS = (*P12_KEY_OPTIONS, "p12_password")
+P12_OPTIONS = P12_KEY_OPTIONS + ("p12_password",)
 KEY_OPTIONS = JSON_KEY_OPTIONS + P12_OPTIONS
 # Read on the controller by the action plugin and never sent to the node as given.
 CONTROLLER_OPTIONS = ("src", "p12_src")
@@ -43,17 +53,17 @@ NODE_OPTIONS = ("path", "p12_path")
 SECRET_OPTIONS = ("content", "p12_content", "p12_password")
 
 
-def key_option_names(p12: bool = False, node: bool = True) -> Tuple[str, ...]:
+def key_option_names(p12=False, node=True):  # type: (bool, bool) -> Tuple[str, ...]
     """The key options of a module: the JSON key ones, the P12 ones with ``p12``, without path/p12_path unless ``node``."""
     names = JSON_KEY_OPTIONS + (P12_OPTIONS if p12 else ())
     return tuple(name for name in names if node or name not in NODE_OPTIONS)
 
 
-def key_source_argument_spec(p12: bool = False, node: bool = True) -> Dict[str, Dict[str, Any]]:
+def key_source_argument_spec(p12=False, node=True):  # type: (bool, bool) -> Dict[str, Dict[str, Any]]
     """Argument spec of :func:`key_option_names`; use with :func:`key_source_mutually_exclusive` (same arguments)."""
     from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import DEFAULT_P12_PASSWORD
 
-    types: Dict[str, Dict[str, Any]] = {
+    types = {
         "src": dict(type="path"),
         "content": dict(type="str", no_log=True),
         "path": dict(type="path"),
@@ -61,11 +71,11 @@ def key_source_argument_spec(p12: bool = False, node: bool = True) -> Dict[str, 
         "p12_content": dict(type="str", no_log=True),
         "p12_path": dict(type="path"),
         "p12_password": dict(type="str", no_log=True, default=DEFAULT_P12_PASSWORD),
-    }
+    }  # type: Dict[str, Dict[str, Any]]
     return {name: types[name] for name in key_option_names(p12, node)}
 
 
-def key_source_mutually_exclusive(p12: bool = False, node: bool = True) -> List[List[str]]:
+def key_source_mutually_exclusive(p12=False, node=True):  # type: (bool, bool) -> List[List[str]]
     """At most one JSON key source and at most one P12 source, for ``AnsibleModule(mutually_exclusive=...)``."""
     names = key_option_names(p12, node)
     groups = [[name for name in JSON_KEY_OPTIONS if name in names]]
@@ -74,7 +84,7 @@ def key_source_mutually_exclusive(p12: bool = False, node: bool = True) -> List[
     return groups
 
 
-def no_key_message(params: Mapping[str, Any]) -> Optional[str]:
+def no_key_message(params):  # type: (Mapping[str, Any]) -> Optional[str]
     """Why no key reached the module (neither ``content`` nor ``path``), or None when one did."""
     if params.get("content") is not None or params.get("path"):
         return None
@@ -89,21 +99,25 @@ def no_key_message(params: Mapping[str, Any]) -> Optional[str]:
     )
 
 
-def _read_node_file(path: Any, what: str, field: str) -> bytes:
+def _read_node_file(path, what, field):  # type: (Any, str, str) -> bytes
     from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
 
     try:
         with open(str(path), "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise KeyValidationError(
-            "read_error",
-            "Cannot read the %s %s on the node: %s. Check the path and its permissions." % (what, path, exc.strerror),
-            field,
-        ) from None
+        raise_from(
+            KeyValidationError(
+                "read_error",
+                "Cannot read the %s %s on the node: %s. Check the path and its permissions."
+                % (what, path, exc.strerror),
+                field,
+            ),
+            None,
+        )
 
 
-def read_key_text(params: Mapping[str, Any]) -> str:
+def read_key_text(params):  # type: (Mapping[str, Any]) -> str
     """The JSON key handed over by the action plugin (``content``) or read from ``path`` on the node.
 
     Checked for structure (``service_account.parse_json_key``) so a wrong file fails with the same
@@ -124,7 +138,7 @@ def read_key_text(params: Mapping[str, Any]) -> str:
     return text
 
 
-def read_p12(params: Mapping[str, Any]) -> Optional[bytes]:
+def read_p12(params):  # type: (Mapping[str, Any]) -> Optional[bytes]
     """The P12 file from ``p12_content`` (base64, as the action plugin hands ``p12_src`` over) or ``p12_path``.
 
     None when neither is given. Raises ``KeyValidationError``.

@@ -19,14 +19,26 @@ Runs on MSL: standard library only, Python 3.6 compatible. Commands are run thro
 unit tests); no shell is involved.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import binascii
 import os
 import stat
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple  # noqa: F401  # novermin
+
+    RunCommand = Callable[[List[str]], Tuple[int, str, str]]  # a type alias for the type comments
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from, replace
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import (
     atomic_write,
     exclusive_lock,
@@ -41,8 +53,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format impo
     expected_mismatches,
     normalize_fingerprint,
 )
-
-RunCommand = Callable[[List[str]], Tuple[int, str, str]]
 
 DEFAULTS = {
     # Known facts (SME Server / MSL): the db tool, the configuration db, signal-event, the ntpd record.
@@ -63,7 +73,7 @@ DEFAULTS = {
 }
 
 
-def msl_argument_spec() -> Dict[str, Dict[str, object]]:
+def msl_argument_spec():  # type: () -> Dict[str, Dict[str, object]]
     """Options of every module that talks to the MSL config db (doc fragment ``msl``)."""
     return dict(
         db_command=dict(type="path", default=DEFAULTS["db_command"]),
@@ -72,7 +82,7 @@ def msl_argument_spec() -> Dict[str, Dict[str, object]]:
     )
 
 
-def msl_credentials_argument_spec() -> Dict[str, Dict[str, object]]:
+def msl_credentials_argument_spec():  # type: () -> Dict[str, Dict[str, object]]
     """Where MSL keeps the OAuth credentials (doc fragment ``msl.CREDENTIALS``)."""
     spec = msl_argument_spec()
     spec.update(
@@ -85,7 +95,7 @@ def msl_credentials_argument_spec() -> Dict[str, Dict[str, object]]:
     return spec
 
 
-def msl_time_argument_spec() -> Dict[str, Dict[str, object]]:
+def msl_time_argument_spec():  # type: () -> Dict[str, Dict[str, object]]
     """The network-time record and event (doc fragment ``msl.TIME``)."""
     spec = msl_argument_spec()
     spec.update(
@@ -100,46 +110,44 @@ def msl_time_argument_spec() -> Dict[str, Dict[str, object]]:
 class MslError(Exception):
     """A db or event command failed; ``msg`` says what and how to look further."""
 
-    def __init__(
-        self, msg: str, command: Optional[List[str]] = None, rc: Optional[int] = None, stderr: Optional[str] = None
-    ) -> None:
-        super().__init__(msg)
+    def __init__(self, msg, command=None, rc=None, stderr=None):  # type: (str, Optional[List[str]], Optional[int], Optional[str]) -> None
+        super(MslError, self).__init__(msg)
         self.msg = msg
         self.command = command
         self.rc = rc
         self.stderr = stderr
 
-    def as_result(self) -> Dict[str, object]:
+    def as_result(self):  # type: () -> Dict[str, object]
         return {"cmd": self.command, "rc": self.rc, "stderr": self.stderr}
 
 
 class Record:
     """One db record: ``key=type`` and its properties."""
 
-    def __init__(self, key: str, record_type: str, props: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, key, record_type, props=None):  # type: (str, str, Optional[Dict[str, str]]) -> None
         self.key = key
         self.type = record_type
-        self.props: Dict[str, str] = dict(props or {})
+        self.props = dict(props or {})  # type: Dict[str, str]
 
-    def as_dict(self) -> Dict[str, object]:
+    def as_dict(self):  # type: () -> Dict[str, object]
         return {"key": self.key, "type": self.type, "props": dict(self.props)}
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other):  # type: (object) -> bool
         return isinstance(other, Record) and self.as_dict() == other.as_dict()
 
     __hash__ = None  # type: ignore[assignment]  # mutable: records are compared, never hashed
 
-    def __ne__(self, other: object) -> bool:
+    def __ne__(self, other):  # type: (object) -> bool
         return not self == other
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "Record(%r, %r, %r)" % (self.key, self.type, self.props)
 
 
-def parse_show(output: str) -> Dict[str, Record]:
+def parse_show(output):  # type: (str) -> Dict[str, Record]
     """Parse ``db NAME show [KEY]``: ``key=type`` lines, each followed by indented ``prop=value`` lines."""
-    records: Dict[str, Record] = {}
-    current: Optional[Record] = None
+    records = {}  # type: Dict[str, Record]
+    current = None  # type: Optional[Record]
     for line in output.splitlines():
         if not line.strip():
             continue
@@ -159,7 +167,7 @@ def parse_show(output: str) -> Dict[str, Record]:
     return records
 
 
-def _check_value(name: str, value: str) -> None:
+def _check_value(name, value):  # type: (str, str) -> None
     # The flat-file format is one record per line with '|' between fields.
     if "\n" in value or "\r" in value:
         raise MslError("%s must be a single line, got a value with a line break." % name)
@@ -168,37 +176,38 @@ def _check_value(name: str, value: str) -> None:
 class ConfigDb:
     """``/sbin/e-smith/db DBNAME ...`` with the real tool's quirks handled."""
 
-    def __init__(
-        self, run_command: RunCommand, db_command: str = DEFAULTS["db_command"], db_name: str = DEFAULTS["db_name"]
-    ) -> None:
+    def __init__(self, run_command, db_command=DEFAULTS["db_command"], db_name=DEFAULTS["db_name"]):  # type: (RunCommand, str, str) -> None
         self._run_command = run_command
         self.db_command = db_command
         self.db_name = db_name
 
-    def _run(self, *args: str) -> Tuple[int, str, str]:
-        argv = [self.db_command, self.db_name, *args]
+    def _run(self, *args):  # type: (*str) -> Tuple[int, str, str]
+        argv = [self.db_command, self.db_name] + list(args)
         try:
             return self._run_command(argv)
         except OSError as exc:
-            raise MslError(
-                "Cannot run %s: %s. Is this an MSL server? Set the db_command option if the tool lives elsewhere."
-                % (self.db_command, exc),
-                argv,
-            ) from exc
+            raise_from(
+                MslError(
+                    "Cannot run %s: %s. Is this an MSL server? Set the db_command option if the tool lives elsewhere."
+                    % (self.db_command, exc),
+                    argv,
+                ),
+                exc,
+            )
 
-    def _checked(self, *args: str) -> str:
+    def _checked(self, *args):  # type: (*str) -> str
         rc, out, err = self._run(*args)
         if rc != 0:
             raise MslError(
                 "'%s %s %s' failed (exit %d): %s"
                 % (self.db_command, self.db_name, " ".join(args), rc, (err or out).strip()),
-                [self.db_command, self.db_name, *args],
+                [self.db_command, self.db_name] + list(args),
                 rc,
                 err,
             )
         return out
 
-    def get(self, key: str) -> Optional[Record]:
+    def get(self, key):  # type: (str) -> Optional[Record]
         """The record, or None when it does not exist."""
         rc, out, err = self._run("show", key)
         if rc != 0 and not out.strip():
@@ -214,19 +223,19 @@ class ConfigDb:
         try:
             records = parse_show(out)
         except ValueError as exc:
-            raise MslError(
-                "Unexpected output from '%s %s show %s': %s" % (self.db_command, self.db_name, key, exc)
-            ) from exc
+            raise_from(
+                MslError("Unexpected output from '%s %s show %s': %s" % (self.db_command, self.db_name, key, exc)), exc
+            )
         return records.get(key)
 
-    def getprop(self, key: str, prop: str) -> Optional[str]:
+    def getprop(self, key, prop):  # type: (str, str) -> Optional[str]
         """A property value, or None when the record or property is missing."""
         rc, out, _err = self._run("getprop", key, prop)
         if rc != 0:
             return None
         return out.rstrip("\n")
 
-    def set_record(self, key: str, record_type: str, props: Dict[str, str]) -> None:
+    def set_record(self, key, record_type, props):  # type: (str, str, Dict[str, str]) -> None
         """Create (or replace the type of) a record with ``props``, then verify."""
         args = ["set", key, record_type]
         for prop in sorted(props):
@@ -235,7 +244,7 @@ class ConfigDb:
         self._checked(*args)
         self._verify(key, props)
 
-    def setprop(self, key: str, props: Dict[str, str]) -> None:
+    def setprop(self, key, props):  # type: (str, Dict[str, str]) -> None
         """Set properties of an existing record, then verify each with getprop.
 
         The real ``setprop`` exits 0 even when it wrote nothing (for example when the record does
@@ -250,7 +259,7 @@ class ConfigDb:
         self._checked(*args)
         self._verify(key, props)
 
-    def _verify(self, key: str, props: Dict[str, str]) -> None:
+    def _verify(self, key, props):  # type: (str, Dict[str, str]) -> None
         for prop in sorted(props):
             actual = self.getprop(key, prop)
             if actual != props[prop]:
@@ -260,22 +269,22 @@ class ConfigDb:
                     [self.db_command, self.db_name, "getprop", key, prop],
                 )
 
-    def delprop(self, key: str, prop: str) -> None:
+    def delprop(self, key, prop):  # type: (str, str) -> None
         self._checked("delprop", key, prop)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key):  # type: (str) -> None
         self._checked("delete", key)
         if self.get(key) is not None:
             raise MslError("The MSL config db still has record %r after 'delete'." % key)
 
 
-def signal_event(run_command: RunCommand, event: str, command: str = DEFAULTS["signal_event_command"]) -> None:
+def signal_event(run_command, event, command=DEFAULTS["signal_event_command"]):  # type: (RunCommand, str, str) -> None
     """Run ``signal-event EVENT``: MSL re-renders the configuration and restarts what depends on it."""
     argv = [command, event]
     try:
         rc, out, err = run_command(argv)
     except OSError as exc:
-        raise MslError("Cannot run %s: %s. Set the signal_event_command option." % (command, exc), argv) from exc
+        raise_from(MslError("Cannot run %s: %s. Set the signal_event_command option." % (command, exc), argv), exc)
     if rc != 0:
         raise MslError(
             "'%s %s' failed (exit %d): %s. The db was updated but the change is not applied; see "
@@ -303,12 +312,12 @@ LOCK_TIMEOUT_SECONDS = 120.0
 CREDENTIAL_PROPS = ("ClientEmail", "ClientId", "Fingerprint", "InstalledAt", "KeyFile", "P12File", "PrivateKeyId")
 
 
-def backup_path_for(path: str) -> str:
+def backup_path_for(path):  # type: (str) -> str
     """``<path>.<pid>.<UTC time>~`` next to the file (Ansible's backup naming)."""
     return "%s.%d.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S", time.gmtime()))
 
 
-def _file_facts(path: str) -> Optional[Dict[str, object]]:
+def _file_facts(path):  # type: (str) -> Optional[Dict[str, object]]
     try:
         stat = os.lstat(path)
     except OSError:
@@ -323,7 +332,7 @@ def _file_facts(path: str) -> Optional[Dict[str, object]]:
     }
 
 
-def _read_bytes(path: str) -> Optional[bytes]:
+def _read_bytes(path):  # type: (str) -> Optional[bytes]
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -342,13 +351,13 @@ class CredentialStore:
 
     def __init__(
         self,
-        db: ConfigDb,
-        directory: str = DEFAULTS["credential_dir"],
-        record: str = DEFAULTS["credential_record"],
-        record_type: str = DEFAULTS["credential_record_type"],
-        key_file: str = CREDENTIAL_JSON_NAME,
-        p12_file: str = CREDENTIAL_P12_NAME,
-    ) -> None:
+        db,
+        directory=DEFAULTS["credential_dir"],
+        record=DEFAULTS["credential_record"],
+        record_type=DEFAULTS["credential_record_type"],
+        key_file=CREDENTIAL_JSON_NAME,
+        p12_file=CREDENTIAL_P12_NAME,
+    ):  # type: (ConfigDb, str, str, str, str, str) -> None
         for name in (key_file, p12_file):
             if not name or os.path.basename(name) != name or name.startswith("."):
                 raise MslError("%r is not a plain file name (the files live directly in credential_dir)." % name)
@@ -367,7 +376,7 @@ class CredentialStore:
         self.lock_path = os.path.join(parent, "." + name + ".lock")
 
     @contextmanager
-    def locked(self, enabled: bool = True, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    def locked(self, enabled=True, timeout=LOCK_TIMEOUT_SECONDS):  # type: (bool, float) -> Iterator[None]
         """Hold the store's lock for the block (files.exclusive_lock); a no-op when not ``enabled`` (check mode)."""
         if not enabled:
             yield
@@ -379,14 +388,14 @@ class CredentialStore:
             yield
 
     # -- reading
-    def inspect(self) -> Dict[str, Any]:
+    def inspect(self):  # type: () -> Dict[str, Any]
         """What MSL holds now: metadata from the record, facts about the files, consistency, permission problems."""
         record = self.db.get(self.record)
         props = record.props if record is not None else {}
         json_bytes = _read_bytes(self.json_path)
         p12_facts = _file_facts(self.p12_path)
-        file_meta: Optional[Dict[str, str]] = None
-        problems: List[str] = []
+        file_meta = None  # type: Optional[Dict[str, str]]
+        problems = []  # type: List[str]
         if json_bytes is not None:
             try:
                 file_meta = credential_key_metadata(json_bytes)
@@ -437,7 +446,7 @@ class CredentialStore:
             "permission_problems": self.permission_problems() if present else [],
         }
 
-    def permission_problems(self) -> List[str]:
+    def permission_problems(self):  # type: () -> List[str]
         """Sentences about modes and owners that expose the key (empty when all is right)."""
         problems = []
         for facts, wanted, what in (
@@ -459,13 +468,13 @@ class CredentialStore:
                 )
         return problems
 
-    def info(self) -> Dict[str, Any]:
+    def info(self):  # type: () -> Dict[str, Any]
         """Before/after view for diffs: ids, fingerprint and paths, never key bytes."""
         state = self.inspect()
         return _diff_view(state)
 
     # -- planning
-    def unsafe_location(self) -> Optional[str]:
+    def unsafe_location(self):  # type: () -> Optional[str]
         """Why the key must not be written where ``credential_dir`` points, or None when the place is safe.
 
         A symlink could send the key anywhere; a file there is not ours to replace; a directory above it
@@ -488,7 +497,7 @@ class CredentialStore:
                 )
         return None
 
-    def plan_install(self, content: bytes, p12: Optional[bytes], meta: Dict[str, str]) -> Dict[str, Any]:
+    def plan_install(self, content, p12, meta):  # type: (bytes, Optional[bytes], Dict[str, str]) -> Dict[str, Any]
         """What installing would change: ``changes`` (list of names), ``key_changed`` and before/after views."""
         unsafe = self.unsafe_location()
         if unsafe is not None:
@@ -522,7 +531,7 @@ class CredentialStore:
         }
         return {"changes": changes, "key_changed": key_changed, "before": _diff_view(state), "after": after}
 
-    def _permission_changes(self, with_p12: bool, rewriting: bool) -> List[str]:
+    def _permission_changes(self, with_p12, rewriting):  # type: (bool, bool) -> List[str]
         changes = []
         directory = _file_facts(self.directory)
         if directory is None or not _mode_and_owner_ok(directory, CREDENTIAL_DIR_MODE):
@@ -535,7 +544,7 @@ class CredentialStore:
                     break
         return changes
 
-    def plan_remove(self) -> Dict[str, Any]:
+    def plan_remove(self):  # type: () -> Dict[str, Any]
         state = self.inspect()
         changes = []
         if os.path.lexists(self.json_path):
@@ -552,19 +561,17 @@ class CredentialStore:
         }
 
     # -- writing
-    def install(
-        self, content: bytes, p12: Optional[bytes], meta: Dict[str, str], plan: Dict[str, Any], backup: bool = False
-    ) -> Dict[str, object]:
+    def install(self, content, p12, meta, plan, backup=False):  # type: (bytes, Optional[bytes], Dict[str, str], Dict[str, Any], bool) -> Dict[str, object]
         """Carry out ``plan`` (from :meth:`plan_install`); returns installed_at and backup paths."""
         changes = list(plan["changes"])
         self._ensure_directory()
-        backups: Dict[str, Optional[str]] = {"backup_file": None, "p12_backup_file": None}
+        backups = {"backup_file": None, "p12_backup_file": None}  # type: Dict[str, Optional[str]]
         record = self.db.get(self.record)
         installed_at = record.props.get("InstalledAt", "") if record is not None else ""
         if plan["key_changed"]:
             if backup:
                 backups = self._backup(changes)
-            staged: List[Tuple[str, str]] = []
+            staged = []  # type: List[Tuple[str, str]]
             try:
                 if "key_file" in changes:
                     staged.append((stage_file(self.directory, self.key_file, content), self.json_path))
@@ -573,7 +580,7 @@ class CredentialStore:
                 # Every file is staged: only now replace the live ones.
                 while staged:
                     tmp_path, path = staged[0]
-                    os.replace(tmp_path, path)
+                    replace(tmp_path, path)
                     staged.pop(0)
             finally:
                 for tmp_path, _path in staged:
@@ -584,12 +591,12 @@ class CredentialStore:
             installed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.db.set_record(self.record, self.record_type, self._record_props(meta, p12 is not None, installed_at))
         self._fix_file_modes()
-        result: Dict[str, object] = {"installed_at": installed_at or None}
+        result = {"installed_at": installed_at or None}  # type: Dict[str, object]
         result.update(backups)
         return result
 
-    def remove(self, backup: bool = False) -> Dict[str, object]:
-        backups: Dict[str, Optional[str]] = {"backup_file": None, "p12_backup_file": None}
+    def remove(self, backup=False):  # type: (bool) -> Dict[str, object]
+        backups = {"backup_file": None, "p12_backup_file": None}  # type: Dict[str, Optional[str]]
         if backup:
             backups = self._backup(["key_file", "p12_file"])
         for path in (self.json_path, self.p12_path):
@@ -601,7 +608,7 @@ class CredentialStore:
             self.db.delete(self.record)
         return dict(backups)
 
-    def _record_props(self, meta: Dict[str, str], with_p12: bool, installed_at: str) -> Dict[str, str]:
+    def _record_props(self, meta, with_p12, installed_at):  # type: (Dict[str, str], bool, str) -> Dict[str, str]
         return {
             "ClientEmail": meta["client_email"],
             "ClientId": meta["client_id"],
@@ -612,14 +619,14 @@ class CredentialStore:
             "PrivateKeyId": meta["private_key_id"],
         }
 
-    def _ensure_directory(self) -> None:
+    def _ensure_directory(self):  # type: () -> None
         if not os.path.isdir(self.directory):
             os.makedirs(self.directory, CREDENTIAL_DIR_MODE)
         os.chmod(self.directory, CREDENTIAL_DIR_MODE)
         if is_root():
             os.chown(self.directory, 0, 0)
 
-    def _fix_file_modes(self) -> None:
+    def _fix_file_modes(self):  # type: () -> None
         for path in (self.json_path, self.p12_path):
             facts = _file_facts(path)
             if facts is not None and not _mode_and_owner_ok(facts, CREDENTIAL_FILE_MODE):
@@ -627,9 +634,9 @@ class CredentialStore:
                 if is_root():
                     os.chown(path, 0, 0)
 
-    def _backup(self, changes: List[str]) -> Dict[str, Optional[str]]:
+    def _backup(self, changes):  # type: (List[str]) -> Dict[str, Optional[str]]
         """Copy the files about to be replaced or removed (0600, same directory)."""
-        backups: Dict[str, Optional[str]] = {"backup_file": None, "p12_backup_file": None}
+        backups = {"backup_file": None, "p12_backup_file": None}  # type: Dict[str, Optional[str]]
         for name, change, path in (
             ("backup_file", "key_file", self.json_path),
             ("p12_backup_file", "p12_file", self.p12_path),
@@ -642,13 +649,13 @@ class CredentialStore:
         return backups
 
 
-def _mode_and_owner_ok(facts: Dict[str, object], mode: int) -> bool:
+def _mode_and_owner_ok(facts, mode):  # type: (Dict[str, object], int) -> bool
     if int(str(facts["mode"]), 8) != mode:
         return False
     return not is_root() or (facts["uid"] == 0 and facts["gid"] == 0)
 
 
-def _diff_view(state: Dict[str, Any]) -> Dict[str, Any]:
+def _diff_view(state):  # type: (Dict[str, Any]) -> Dict[str, Any]
     if not state.get("present"):
         return {"present": False}
     keys = (
@@ -664,20 +671,20 @@ def _diff_view(state: Dict[str, Any]) -> Dict[str, Any]:
     return {key: state.get(key) for key in keys}
 
 
-def module_run_command(module: Any) -> RunCommand:
+def module_run_command(module):  # type: (Any) -> RunCommand
     """``AnsibleModule.run_command`` as the adapter's ``run_command``.
 
     Arguments reach the db tool unchanged (no ``$VAR``/``~`` expansion), and a missing tool raises
     ``OSError``, which the adapter turns into a message naming the option to set.
     """
 
-    def run_command(argv: List[str]) -> Tuple[int, str, str]:
+    def run_command(argv):  # type: (List[str]) -> Tuple[int, str, str]
         return module.run_command(argv, handle_exceptions=False, expand_user_and_vars=False)
 
     return run_command
 
 
-def credential_store_from_params(run_command: RunCommand, params: Mapping[str, Any]) -> "CredentialStore":
+def credential_store_from_params(run_command, params):  # type: (RunCommand, Mapping[str, Any]) -> "CredentialStore"
     """The credential store described by the ``msl`` and ``msl.CREDENTIALS`` options."""
     db = ConfigDb(run_command, params["db_command"], params["db_name"])
     return CredentialStore(
@@ -695,21 +702,21 @@ def credential_store_from_params(run_command: RunCommand, params: Mapping[str, A
 class CredentialInputError(Exception):
     """The key handed to MSL cannot be installed; nothing was changed. ``details`` are public facts (ids)."""
 
-    def __init__(self, msg: str, reason: str, field: Optional[str] = None, **details: Any) -> None:
-        super().__init__(msg)
+    def __init__(self, msg, reason, field=None, **details):  # type: (str, str, Optional[str], **Any) -> None
+        super(CredentialInputError, self).__init__(msg)
         self.msg = msg
         self.reason = reason
         self.field = field
         self.details = details
 
-    def as_result(self) -> Dict[str, Any]:
+    def as_result(self):  # type: () -> Dict[str, Any]
         result = dict(self.details, reason=self.reason)
         if self.field is not None:
             result["field"] = self.field
         return result
 
 
-def _handed_over_key(params: Mapping[str, Any]) -> Tuple[bytes, Optional[bytes]]:
+def _handed_over_key(params):  # type: (Mapping[str, Any]) -> Tuple[bytes, Optional[bytes]]
     """The JSON key and the P12 the action plugin handed over (``content``, base64 ``p12_content``)."""
     if params.get("content") is None:
         raise CredentialInputError(
@@ -723,13 +730,11 @@ def _handed_over_key(params: Mapping[str, Any]) -> Tuple[bytes, Optional[bytes]]
         try:
             p12 = base64.b64decode("".join(params["p12_content"].split()).encode("ascii"), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
-            raise CredentialInputError("p12_content is not base64.", "p12_invalid", "p12_content") from None
+            raise_from(CredentialInputError("p12_content is not base64.", "p12_invalid", "p12_content"), None)
     return params["content"].encode("utf-8"), p12
 
 
-def install_credentials(
-    store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
-) -> Dict[str, Any]:
+def install_credentials(store, params, run_command, check_mode, diff):  # type: ("CredentialStore", Mapping[str, Any], RunCommand, bool, bool) -> Dict[str, Any]
     """``state: present``: compare with the pins, plan, install unless ``check_mode``, signal the event on a new key.
 
     Planning and installing happen under the store's lock, so two runs with different keys take turns and
@@ -741,14 +746,14 @@ def install_credentials(
 
 
 def _install(
-    store: "CredentialStore",
-    params: Mapping[str, Any],
-    run_command: RunCommand,
-    check_mode: bool,
-    diff: bool,
-    content: bytes,
-    p12: Optional[bytes],
-) -> Dict[str, Any]:
+    store,
+    params,
+    run_command,
+    check_mode,
+    diff,
+    content,
+    p12,
+):  # type: ("CredentialStore", Mapping[str, Any], RunCommand, bool, bool, bytes, Optional[bytes]) -> Dict[str, Any]
     meta = credential_key_metadata(content)
     mismatches = expected_mismatches(
         meta, params["expected_client_id"], params["expected_client_email"], params["expected_fingerprint"]
@@ -763,7 +768,7 @@ def _install(
         )
     plan = store.plan_install(content, p12, meta)
     changed = bool(plan["changes"])
-    result: Dict[str, Any] = dict(
+    result = dict(
         changed=changed,
         changes=plan["changes"],
         client_id=meta["client_id"],
@@ -775,7 +780,7 @@ def _install(
         installed_at=plan["before"].get("installed_at") if not plan["key_changed"] else None,
         backup_file=None,
         p12_backup_file=None,
-    )
+    )  # type: Dict[str, Any]
     if changed and not check_mode:
         result.update(store.install(content, p12, meta, plan, backup=params["backup"]))
         if plan["key_changed"]:
@@ -785,20 +790,16 @@ def _install(
     return result
 
 
-def remove_credentials(
-    store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
-) -> Dict[str, Any]:
+def remove_credentials(store, params, run_command, check_mode, diff):  # type: ("CredentialStore", Mapping[str, Any], RunCommand, bool, bool) -> Dict[str, Any]
     """``state: absent``: remove the files and the record unless ``check_mode``, signal the event when removed."""
     with store.locked(enabled=not check_mode):
         return _remove(store, params, run_command, check_mode, diff)
 
 
-def _remove(
-    store: "CredentialStore", params: Mapping[str, Any], run_command: RunCommand, check_mode: bool, diff: bool
-) -> Dict[str, Any]:
+def _remove(store, params, run_command, check_mode, diff):  # type: ("CredentialStore", Mapping[str, Any], RunCommand, bool, bool) -> Dict[str, Any]
     plan = store.plan_remove()
     changed = bool(plan["changes"])
-    result: Dict[str, Any] = dict(changed=changed, changes=plan["changes"], backup_file=None, p12_backup_file=None)
+    result = dict(changed=changed, changes=plan["changes"], backup_file=None, p12_backup_file=None)  # type: Dict[str, Any]
     if changed and not check_mode:
         result.update(store.remove(backup=params["backup"]))
         signal_event(run_command, params["credential_event"], params["signal_event_command"])

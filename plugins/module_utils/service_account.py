@@ -10,17 +10,25 @@ offending ``field`` and a message that says what is wrong and how to fix it. Mes
 and identities (client ID, e-mail, fingerprints), never key material.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import binascii
 import hashlib
-import ipaddress
 import json
 import re
 import traceback
-from typing import Any, Dict, Optional, Union
-from urllib.parse import urlparse
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, Optional, Union  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import key_format
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from, urlparse
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -28,7 +36,7 @@ try:
     from cryptography.hazmat.primitives.serialization import pkcs12
 except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
     HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR: Optional[str] = traceback.format_exc()
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()  # type: Optional[str]
 else:
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
@@ -66,13 +74,13 @@ _EMAIL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 class KeyValidationError(Exception):
     """A key file is unusable; ``reason`` is one of :data:`REASONS`."""
 
-    def __init__(self, reason: str, msg: str, field: Optional[str] = None) -> None:
-        super().__init__(msg)
+    def __init__(self, reason, msg, field=None):  # type: (str, str, Optional[str]) -> None
+        super(KeyValidationError, self).__init__(msg)
         self.reason = reason
         self.msg = msg
         self.field = field
 
-    def as_result(self) -> Dict[str, Any]:
+    def as_result(self):  # type: () -> Dict[str, Any]
         """Fields for ``fail_json`` besides ``msg``."""
         return {"reason": self.reason, "field": self.field}
 
@@ -80,20 +88,20 @@ class KeyValidationError(Exception):
 class ServiceAccountKey:
     """A validated key. Holds the loaded private key object but never renders it."""
 
-    def __init__(self, info: Dict[str, Any], private_key: Any) -> None:
+    def __init__(self, info, private_key):  # type: (Dict[str, Any], Any) -> None
         self._info = info
         self.private_key = private_key
-        self.client_id: str = info["client_id"]
-        self.client_email: str = info["client_email"]
-        self.project_id: str = info["project_id"]
-        self.private_key_id: str = info["private_key_id"]
-        self.token_uri: str = info["token_uri"]
-        self.universe_domain: str = info["universe_domain"]
-        self.key_size: int = private_key.key_size
+        self.client_id = info["client_id"]  # type: str
+        self.client_email = info["client_email"]  # type: str
+        self.project_id = info["project_id"]  # type: str
+        self.private_key_id = info["private_key_id"]  # type: str
+        self.token_uri = info["token_uri"]  # type: str
+        self.universe_domain = info["universe_domain"]  # type: str
+        self.key_size = private_key.key_size  # type: int
         self.fingerprint_sha256 = public_key_fingerprint_sha256(private_key.public_key())
-        self.p12_matches: Optional[bool] = None
+        self.p12_matches = None  # type: Optional[bool]
 
-    def as_info(self) -> Dict[str, Any]:
+    def as_info(self):  # type: () -> Dict[str, Any]
         """The public facts about the key, safe to return from a module."""
         return {
             "client_id": self.client_id,
@@ -107,12 +115,12 @@ class ServiceAccountKey:
             "p12_matches": self.p12_matches,
         }
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         # Deliberately no key material, even in tracebacks and debug output.
         return "ServiceAccountKey(client_email=%r, private_key_id=%r)" % (self.client_email, self.private_key_id)
 
 
-def require_cryptography() -> None:
+def require_cryptography():  # type: () -> None
     if not HAS_CRYPTOGRAPHY:
         raise KeyValidationError(
             "missing_library",
@@ -125,11 +133,11 @@ def require_cryptography() -> None:
 normalize_fingerprint = key_format.normalize_fingerprint
 
 
-def format_fingerprint(digest: bytes) -> str:
+def format_fingerprint(digest):  # type: (bytes) -> str
     return ":".join("%02x" % byte for byte in bytearray(digest))
 
 
-def public_key_fingerprint_sha256(public_key: Any) -> str:
+def public_key_fingerprint_sha256(public_key):  # type: (Any) -> str
     """SHA-256 over the DER SubjectPublicKeyInfo, hex pairs joined by colons."""
     der = public_key.public_bytes(
         encoding=serialization.Encoding.DER,
@@ -138,22 +146,25 @@ def public_key_fingerprint_sha256(public_key: Any) -> str:
     return format_fingerprint(hashlib.sha256(der).digest())
 
 
-def _to_text(content: Union[str, bytes], what: str) -> str:
+def _to_text(content, what):  # type: (Union[str, bytes], str) -> str
     if isinstance(content, bytes):
         try:
             return content.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise KeyValidationError(
-                "not_json",
-                "The %s is not UTF-8 text, so it is not a JSON key file (a P12 file given as the JSON key?). %s"
-                % (what, CREATE_KEY_HINT),
-            ) from None
+            raise_from(
+                KeyValidationError(
+                    "not_json",
+                    "The %s is not UTF-8 text, so it is not a JSON key file (a P12 file given as the JSON key?). %s"
+                    % (what, CREATE_KEY_HINT),
+                ),
+                None,
+            )
     if content.startswith("\ufeff"):
         return content[1:]
     return content
 
 
-def parse_json_key(content: Union[str, bytes]) -> Dict[str, Any]:
+def parse_json_key(content):  # type: (Union[str, bytes]) -> Dict[str, Any]
     """Decode the key file and check its structure (not yet the private key)."""
     text = _to_text(content, "service-account key")
     if not text.strip():
@@ -172,11 +183,11 @@ def parse_json_key(content: Union[str, bytes]) -> Dict[str, Any]:
             )
         else:
             msg = "The service-account key is not valid JSON (error at %s). " % detail
-        raise KeyValidationError("not_json", msg + CREATE_KEY_HINT) from None
+        raise_from(KeyValidationError("not_json", msg + CREATE_KEY_HINT), None)
     return _validate_structure(data)
 
 
-def _validate_structure(data: Any) -> Dict[str, Any]:
+def _validate_structure(data):  # type: (Any) -> Dict[str, Any]
     if not isinstance(data, dict):
         raise KeyValidationError(
             "not_json",
@@ -195,11 +206,11 @@ def _validate_structure(data: Any) -> Dict[str, Any]:
     return _check_fields(data)
 
 
-def _json_kind(value: Any) -> str:
+def _json_kind(value):  # type: (Any) -> str
     return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
 
 
-def _check_type(data: Dict[str, Any]) -> None:
+def _check_type(data):  # type: (Dict[str, Any]) -> None
     key_type = data.get("type")
     if key_type == "service_account":
         return
@@ -228,8 +239,8 @@ def _check_type(data: Dict[str, Any]) -> None:
     )
 
 
-def _check_fields(data: Dict[str, Any]) -> Dict[str, Any]:
-    info: Dict[str, Any] = {}
+def _check_fields(data):  # type: (Dict[str, Any]) -> Dict[str, Any]
+    info = {}  # type: Dict[str, Any]
     for field in REQUIRED_FIELDS:
         value = data[field]
         if field == "client_id" and isinstance(value, int) and not isinstance(value, bool):
@@ -272,16 +283,20 @@ def _check_fields(data: Dict[str, Any]) -> Dict[str, Any]:
     return info
 
 
-def _is_loopback(host: str) -> bool:
+def _is_loopback(host):  # type: (str) -> bool
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        import ipaddress  # novermin (Python 3.3+; the fallback below serves 2.7)
+    except ImportError:  # pragma: no cover (Python 2.7 on MSL: only the literal loopback forms)
+        return host == "::1" or host.startswith("127.")
+    try:
+        return ipaddress.ip_address("%s" % host).is_loopback
     except ValueError:
         return False
 
 
-def _check_token_uri(token_uri: str) -> None:
+def _check_token_uri(token_uri):  # type: (str) -> None
     parsed = urlparse(token_uri)
     if parsed.scheme == "https" and parsed.hostname:
         return
@@ -295,7 +310,7 @@ def _check_token_uri(token_uri: str) -> None:
     )
 
 
-def load_private_key(pem: str) -> Any:
+def load_private_key(pem):  # type: (str) -> Any
     """Load the JSON key's PEM private key; must be RSA of at least 2048 bits."""
     require_cryptography()
     if "-----BEGIN" not in pem:
@@ -307,25 +322,34 @@ def load_private_key(pem: str) -> Any:
     try:
         key = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
     except TypeError:
-        raise KeyValidationError(
-            "bad_private_key",
-            "The key's 'private_key' is encrypted; Google's JSON keys hold an unencrypted PKCS#8 key. "
-            + CREATE_KEY_HINT,
-            "private_key",
-        ) from None
+        raise_from(
+            KeyValidationError(
+                "bad_private_key",
+                "The key's 'private_key' is encrypted; Google's JSON keys hold an unencrypted PKCS#8 key. "
+                + CREATE_KEY_HINT,
+                "private_key",
+            ),
+            None,
+        )
     except (ValueError, binascii.Error):
-        raise KeyValidationError(
-            "bad_private_key",
-            "The key's 'private_key' cannot be loaded: the PEM block is damaged or incomplete "
-            "(lost line breaks or characters while copying?). " + CREATE_KEY_HINT,
-            "private_key",
-        ) from None
+        raise_from(
+            KeyValidationError(
+                "bad_private_key",
+                "The key's 'private_key' cannot be loaded: the PEM block is damaged or incomplete "
+                "(lost line breaks or characters while copying?). " + CREATE_KEY_HINT,
+                "private_key",
+            ),
+            None,
+        )
     except Exception:  # noqa: BLE001 - cryptography raises backend-specific errors for odd keys
-        raise KeyValidationError(
-            "bad_private_key",
-            "The key's 'private_key' cannot be loaded as a private key. " + CREATE_KEY_HINT,
-            "private_key",
-        ) from None
+        raise_from(
+            KeyValidationError(
+                "bad_private_key",
+                "The key's 'private_key' cannot be loaded as a private key. " + CREATE_KEY_HINT,
+                "private_key",
+            ),
+            None,
+        )
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyValidationError(
             "unsupported_key_type",
@@ -343,7 +367,7 @@ def load_private_key(pem: str) -> Any:
     return key
 
 
-def _key_kind(key: Any) -> str:
+def _key_kind(key):  # type: (Any) -> str
     name = type(key).__name__.lower()
     for marker, label in (("ec", "elliptic-curve (EC)"), ("ed25519", "Ed25519"), ("ed448", "Ed448"), ("dsa", "DSA")):
         if marker in name:
@@ -351,19 +375,24 @@ def _key_kind(key: Any) -> str:
     return "non-RSA"
 
 
-def decode_p12_content(value: Union[str, bytes]) -> bytes:
+def decode_p12_content(value):  # type: (Union[str, bytes]) -> bytes
     """P12 files are binary: module options carry them base64-encoded."""
     if isinstance(value, bytes):
         return value
     try:
         return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise KeyValidationError(
-            "p12_invalid", "The P12 content is not base64; pass the file with p12_path or b64encode it.", "p12_content"
-        ) from None
+        raise_from(
+            KeyValidationError(
+                "p12_invalid",
+                "The P12 content is not base64; pass the file with p12_path or b64encode it.",
+                "p12_content",
+            ),
+            None,
+        )
 
 
-def load_p12_private_key(p12_bytes: bytes, password: Optional[str]) -> Any:
+def load_p12_private_key(p12_bytes, password):  # type: (bytes, Optional[str]) -> Any
     require_cryptography()
     # A PKCS#12 file is a DER SEQUENCE; anything else cannot be one, whatever the password.
     if not p12_bytes or p12_bytes[:1] != b"\x30":
@@ -378,13 +407,16 @@ def load_p12_private_key(p12_bytes: bytes, password: Optional[str]) -> Any:
             p12_bytes, password.encode("utf-8") if password is not None else None
         )
     except ValueError:
-        raise KeyValidationError(
-            "p12_password",
-            "The P12 file cannot be opened with the given password. Google issues every P12 key with the same "
-            "fixed password (the module's default); leave p12_password unset unless the file was re-exported. "
-            "If the password is right, the file is damaged: download it again.",
-            "p12_password",
-        ) from None
+        raise_from(
+            KeyValidationError(
+                "p12_password",
+                "The P12 file cannot be opened with the given password. Google issues every P12 key with the same "
+                "fixed password (the module's default); leave p12_password unset unless the file was re-exported. "
+                "If the password is right, the file is damaged: download it again.",
+                "p12_password",
+            ),
+            None,
+        )
     if key is None:
         raise KeyValidationError("p12_invalid", "The P12 file holds no private key.", "p12")
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -392,9 +424,7 @@ def load_p12_private_key(p12_bytes: bytes, password: Optional[str]) -> Any:
     return key
 
 
-def inspect_key(
-    content: Union[str, bytes], p12_content: Optional[bytes] = None, p12_password: Optional[str] = DEFAULT_P12_PASSWORD
-) -> ServiceAccountKey:
+def inspect_key(content, p12_content=None, p12_password=DEFAULT_P12_PASSWORD):  # type: (Union[str, bytes], Optional[bytes], Optional[str]) -> ServiceAccountKey
     """Validate a JSON key (and optionally its P12 twin); return the validated key."""
     info = parse_json_key(content)
     key = ServiceAccountKey(info, load_private_key(info["private_key"]))

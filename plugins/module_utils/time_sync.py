@@ -9,9 +9,21 @@ Kept apart from the modules so unit tests drive them with a fake command runner 
 servers. Runs on MSL (and any Linux host): standard library only, Python 3.6 compatible.
 """
 
-import shlex
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from __future__ import absolute_import, division, print_function
 
+__metaclass__ = type
+
+import shlex
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union  # noqa: F401  # novermin
+
+    from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import RunCommand  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import (
     MAX_ROOT_DISTANCE,
     NTP_PORT,
@@ -25,7 +37,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
     ConfigDb,
     MslError,
     Record,
-    RunCommand,
     signal_event,
 )
 
@@ -43,8 +54,8 @@ ON_EXCESS_OFFSET = ("fail", "step", "warn")
 class TimeSyncError(Exception):
     """A failure the time modules report with ``msg`` and a machine-readable ``reason``."""
 
-    def __init__(self, msg: str, reason: str, **details: Any) -> None:
-        super().__init__(msg)
+    def __init__(self, msg, reason, **details):  # type: (str, str, **Any) -> None
+        super(TimeSyncError, self).__init__(msg)
         self.msg = msg
         self.reason = reason
         self.details = details
@@ -55,24 +66,24 @@ class NtpRecordNames:
 
     def __init__(
         self,
-        record: str = DEFAULTS["ntp_record"],
-        status_property: str = DEFAULTS["ntp_status_property"],
-        server_property: str = DEFAULTS["ntp_server_property"],
-        event: str = DEFAULTS["ntp_event"],
-    ) -> None:
+        record=DEFAULTS["ntp_record"],
+        status_property=DEFAULTS["ntp_status_property"],
+        server_property=DEFAULTS["ntp_server_property"],
+        event=DEFAULTS["ntp_event"],
+    ):  # type: (str, str, str, str) -> None
         self.record = record
         self.status_property = status_property
         self.server_property = server_property
         self.event = event
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "NtpRecordNames":
+    def from_params(cls, params):  # type: (Mapping[str, Any]) -> "NtpRecordNames"
         return cls(
             params["ntp_record"], params["ntp_status_property"], params["ntp_server_property"], params["ntp_event"]
         )
 
 
-def desired_properties(names: NtpRecordNames, state: str, servers: List[str]) -> Dict[str, str]:
+def desired_properties(names, state, servers):  # type: (NtpRecordNames, str, List[str]) -> Dict[str, str]
     """The properties ``state`` asks for.
 
     MSL's panel keeps one server: the first of ``servers`` goes to the record, the others are only
@@ -85,7 +96,7 @@ def desired_properties(names: NtpRecordNames, state: str, servers: List[str]) ->
     return props
 
 
-def plan_record(names: NtpRecordNames, current: Optional[Record], desired: Dict[str, str]) -> Optional[Record]:
+def plan_record(names, current, desired):  # type: (NtpRecordNames, Optional[Record], Dict[str, str]) -> Optional[Record]
     """The record as it must be afterwards, or None when ``current`` already matches."""
     if current is None:
         return Record(names.record, NTP_RECORD_TYPE, desired)
@@ -97,13 +108,13 @@ def plan_record(names: NtpRecordNames, current: Optional[Record], desired: Dict[
 
 
 def apply_record(
-    db: ConfigDb,
-    run_command: RunCommand,
-    names: NtpRecordNames,
-    current: Optional[Record],
-    after: Record,
-    signal_event_command: str,
-) -> None:
+    db,
+    run_command,
+    names,
+    current,
+    after,
+    signal_event_command,
+):  # type: (ConfigDb, RunCommand, NtpRecordNames, Optional[Record], Record, str) -> None
     """Write ``after`` (create the record or set only what differs), verify, then signal the event once."""
     if current is None:
         db.set_record(after.key, after.type, after.props)
@@ -112,11 +123,11 @@ def apply_record(
     signal_event(run_command, names.event, signal_event_command)
 
 
-def record_info(record: Optional[Record]) -> Optional[Dict[str, Any]]:
+def record_info(record):  # type: (Optional[Record]) -> Optional[Dict[str, Any]]
     return None if record is None else record.as_dict()
 
 
-def step_argv(template: Union[str, List[str], None], server: str, port: int) -> List[str]:
+def step_argv(template, server, port):  # type: (Union[str, List[str], None], str, int) -> List[str]
     """The step command for ``server``: ``{server}`` and ``{port}`` replaced in each argument.
 
     A string is split like a shell would (quotes respected) but never run through a shell; plain
@@ -128,22 +139,27 @@ def step_argv(template: Union[str, List[str], None], server: str, port: int) -> 
         try:
             template = shlex.split(template)
         except ValueError as exc:
-            raise TimeSyncError("Cannot parse step_command %r: %s." % (template, exc), "invalid_step_command") from None
+            raise_from(
+                TimeSyncError("Cannot parse step_command %r: %s." % (template, exc), "invalid_step_command"), None
+            )
     if not template or not all(isinstance(arg, str) for arg in template):
         raise TimeSyncError("step_command must be a non-empty string or list of strings.", "invalid_step_command")
     return [arg.replace("{server}", server).replace("{port}", str(port)) for arg in template]
 
 
-def run_step(run_command: RunCommand, argv: List[str]) -> Dict[str, Any]:
+def run_step(run_command, argv):  # type: (RunCommand, List[str]) -> Dict[str, Any]
     """Run the step command; TimeSyncError ``step_failed`` when it cannot run or exits non-zero."""
     try:
         rc, out, err = run_command(argv)
     except OSError as exc:
-        raise TimeSyncError(
-            "Cannot run the step command %s: %s. Install it or set step_command." % (argv[0], exc.strerror or exc),
-            "step_failed",
-            step_command=argv,
-        ) from None
+        raise_from(
+            TimeSyncError(
+                "Cannot run the step command %s: %s. Install it or set step_command." % (argv[0], exc.strerror or exc),
+                "step_failed",
+                step_command=argv,
+            ),
+            None,
+        )
     if rc != 0:
         raise TimeSyncError(
             "The step command '%s' failed (exit %d): %s" % (" ".join(argv), rc, (err or out).strip()),
@@ -156,9 +172,7 @@ def run_step(run_command: RunCommand, argv: List[str]) -> Dict[str, Any]:
     return {"step_command": argv, "rc": rc, "stdout": out, "stderr": err}
 
 
-def offset_verdict(
-    ntp: Dict[str, Any], http_date: Optional[Dict[str, Any]], max_offset: float
-) -> Optional[Dict[str, Any]]:
+def offset_verdict(ntp, http_date, max_offset):  # type: (Dict[str, Any], Optional[Dict[str, Any]], float) -> Optional[Dict[str, Any]]
     """None when the clock is within ``max_offset``; else what is wrong, for the message.
 
     The HTTP ``Date`` second opinion only counts beyond its own uncertainty (about a second): it is
@@ -174,12 +188,12 @@ def offset_verdict(
     return None
 
 
-def describe_offset(offset: float) -> str:
+def describe_offset(offset):  # type: (float) -> str
     direction = "behind" if offset > 0 else "ahead of"
     return "%.3f s %s" % (abs(offset), direction)
 
 
-def excess_message(verdict: Dict[str, Any], max_offset: float) -> str:
+def excess_message(verdict, max_offset):  # type: (Dict[str, Any], float) -> str
     """Why the clock is not good enough, and why that breaks NuPoint."""
     if verdict["source"] == "ntp":
         where = "network time (NTP server %s)" % verdict["server"]
@@ -193,7 +207,7 @@ def excess_message(verdict: Dict[str, Any], max_offset: float) -> str:
     )
 
 
-def step_servers(ntp: Dict[str, Any]) -> List[str]:
+def step_servers(ntp):  # type: (Dict[str, Any]) -> List[str]
     """Servers to step against, best first: the selected one, then the other usable ones in list order."""
     usable = [result["server"] for result in ntp["servers"] if result["status"] == "ok"]
     selected = ntp["selected_server"]
@@ -206,7 +220,7 @@ def step_servers(ntp: Dict[str, Any]) -> List[str]:
 TIME_ERRORS = (ClockError, MslError, TimeSyncError)
 
 
-def measurement_argument_spec() -> Dict[str, Dict[str, object]]:
+def measurement_argument_spec():  # type: () -> Dict[str, Dict[str, object]]
     """Options of every module that measures the clock offset (doc fragment ``clock``); ``servers`` is the module's."""
     return dict(
         max_offset=dict(type="float", default=5.0),
@@ -219,7 +233,7 @@ def measurement_argument_spec() -> Dict[str, Dict[str, object]]:
     )
 
 
-def check_measurement_params(params: Mapping[str, Any]) -> None:
+def check_measurement_params(params):  # type: (Mapping[str, Any]) -> None
     """TimeSyncError ``invalid_option`` (ClockError ``invalid_server``) for options no measurement can use."""
     for server in params["servers"]:
         check_server_name(server)
@@ -233,9 +247,7 @@ def check_measurement_params(params: Mapping[str, Any]) -> None:
         raise TimeSyncError("sample_interval must not be negative.", "invalid_option")
 
 
-def measure_offsets(
-    params: Mapping[str, Any], warn: Callable[[str], None]
-) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+def measure_offsets(params, warn):  # type: (Mapping[str, Any], Callable[[str], None]) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]
     """(NTP measurement, HTTP Date second opinion or None); ClockError ``no_server`` when no server gives usable time.
 
     An unreachable HTTP Date URL is only a warning: NTP alone decides then.
@@ -256,7 +268,7 @@ def measure_offsets(
     return ntp, http_date
 
 
-def server_warnings(ntp: Dict[str, Any], max_offset: float) -> List[str]:
+def server_warnings(ntp, max_offset):  # type: (Dict[str, Any], float) -> List[str]
     """Servers that gave no usable time, and servers that disagree by more than ``max_offset``."""
     warnings = [
         "NTP server %s gave no usable time: %s" % (server["server"], server["msg"])
@@ -271,7 +283,7 @@ def server_warnings(ntp: Dict[str, Any], max_offset: float) -> List[str]:
     return warnings
 
 
-def measurement_result(ntp: Dict[str, Any], http_date: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def measurement_result(ntp, http_date):  # type: (Dict[str, Any], Optional[Dict[str, Any]]) -> Dict[str, Any]
     """The result fields every measuring module returns."""
     return {
         "offset_seconds": ntp["offset_seconds"],
@@ -282,7 +294,7 @@ def measurement_result(ntp: Dict[str, Any], http_date: Optional[Dict[str, Any]])
     }
 
 
-def measure_clock(params: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
+def measure_clock(params, warn):  # type: (Mapping[str, Any], Callable[[str], None]) -> Dict[str, Any]
     """Measure once and judge the offset against ``max_offset``, changing nothing (``clock_offset_info``).
 
     Returns :func:`measurement_result`'s fields plus ``synchronized`` and ``excess_offset`` (None
@@ -305,11 +317,11 @@ def measure_clock(params: Mapping[str, Any], warn: Callable[[str], None]) -> Dic
     return result
 
 
-def failure_details(exc: Exception) -> Dict[str, Any]:
+def failure_details(exc):  # type: (Exception) -> Dict[str, Any]
     """``reason`` and the extra result fields of a TIME_ERRORS failure (a db failure is ``msl_db``)."""
     if isinstance(exc, MslError):
         return dict(exc.as_result(), reason="msl_db")
-    details: Dict[str, Any] = dict(getattr(exc, "details", {}))
+    details = dict(getattr(exc, "details", {}))  # type: Dict[str, Any]
     details["reason"] = getattr(exc, "reason", "other")
     if isinstance(exc, ClockError) and exc.servers:
         details["server_results"] = exc.servers
@@ -327,12 +339,12 @@ class TimeSync:
     emit. In check mode nothing is written, signalled or stepped.
     """
 
-    def __init__(self, params: Mapping[str, Any], run_command: RunCommand, check_mode: bool = False) -> None:
+    def __init__(self, params, run_command, check_mode=False):  # type: (Mapping[str, Any], RunCommand, bool) -> None
         self.params = params
         self.run_command = run_command
         self.check_mode = check_mode
-        self.warnings: List[str] = []
-        self.result: Dict[str, Any] = dict(
+        self.warnings = []  # type: List[str]
+        self.result = dict(
             changed=False,
             record_before=None,
             record_after=None,
@@ -341,9 +353,9 @@ class TimeSync:
             http_date=None,
             synchronized=None,
             stepped=False,
-        )
+        )  # type: Dict[str, Any]
 
-    def check_params(self) -> None:
+    def check_params(self):  # type: () -> None
         params = self.params
         check_measurement_params(params)
         if (params["state"] == "enabled" or not params["manage"]) and not params["servers"]:
@@ -353,7 +365,7 @@ class TimeSync:
         # Fail on a malformed step command before anything is changed.
         step_argv(params["step_command"], "server", params["ntp_port"])
 
-    def configure(self) -> None:
+    def configure(self):  # type: () -> None
         params = self.params
         names = NtpRecordNames.from_params(params)
         db = ConfigDb(self.run_command, params["db_command"], params["db_name"])
@@ -367,14 +379,14 @@ class TimeSync:
         if not self.check_mode:
             apply_record(db, self.run_command, names, current, after, params["signal_event_command"])
 
-    def measure(self) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    def measure(self):  # type: () -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]
         try:
             return measure_offsets(self.params, self.warnings.append)
         except ClockError as exc:
             self.result["server_results"] = exc.servers
             raise
 
-    def step(self, ntp: Dict[str, Any]) -> None:
+    def step(self, ntp):  # type: (Dict[str, Any]) -> None
         """Run the step command against the best server, falling back to the next answering one."""
         params = self.params
         self.result["changed"] = True
@@ -396,7 +408,7 @@ class TimeSync:
         if failure is not None:
             raise failure
 
-    def run(self) -> Dict[str, Any]:
+    def run(self):  # type: () -> Dict[str, Any]
         """The result; raises one of TIME_ERRORS (``result`` then holds what was done before)."""
         params = self.params
         self.check_params()
@@ -434,7 +446,7 @@ class TimeSync:
             )
         return self.result
 
-    def diff(self) -> Dict[str, Any]:
+    def diff(self):  # type: () -> Dict[str, Any]
         """The ``ntpd`` record before and after, for ``--diff``."""
         header = "%s record" % self.params["ntp_record"]
         return {

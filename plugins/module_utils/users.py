@@ -17,10 +17,19 @@ Errors are :class:`UsersError` (a ``ValueError`` with ``msg``). Runs on MSL: sta
 Python 3.6 compatible.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import csv
-import math
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import isfinite, raise_from
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
 
 # NuPoint Advanced UM supports at most this many users (Mitel's Google Apps integration guide).
 NUPOINT_MAX_USERS = 2500
@@ -46,20 +55,20 @@ _THRESHOLD_FORMS = "a whole count of users (0, 10), a fraction below 1 (0.05) or
 class UsersError(ValueError):
     """The users or the threshold cannot be used (raised before anything is checked or changed)."""
 
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg)
+    def __init__(self, msg):  # type: (str) -> None
+        super(UsersError, self).__init__(msg)
         self.msg = msg
 
 
 # --------------------------------------------------------------------------- addresses
 
 
-def is_valid_address(address: str) -> bool:
+def is_valid_address(address):  # type: (str) -> bool
     """A plain ``local@domain`` address (what Google accepts as a user's primary address)."""
     return len(address) <= 254 and bool(_ADDRESS_RE.match(address))
 
 
-def screen_address(raw: Any, seen: Set[str]) -> Tuple[str, str]:
+def screen_address(raw, seen):  # type: (Any, Set[str]) -> Tuple[str, str]
     """``(verdict, address)`` for one entry of a users list; ``address`` is ``raw`` stripped.
 
     The verdict is :data:`BLANK`, :data:`INVALID`, :data:`DUPLICATE` (its lower-cased form is in
@@ -77,7 +86,7 @@ def screen_address(raw: Any, seen: Set[str]) -> Tuple[str, str]:
     return NEW, address
 
 
-def listing(items: Sequence[str]) -> str:
+def listing(items):  # type: (Sequence[str]) -> str
     """The first :data:`MAX_LISTED` items, comma-separated, and how many more there are."""
     shown = ", ".join(items[:MAX_LISTED])
     if len(items) > MAX_LISTED:
@@ -88,14 +97,14 @@ def listing(items: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- users file
 
 
-def _email_column(header: Sequence[str]) -> Optional[int]:
+def _email_column(header):  # type: (Sequence[str]) -> Optional[int]
     for candidate in EMAIL_COLUMNS:
         if candidate in header:
             return list(header).index(candidate)
     return None
 
 
-def users_file_entries(text: str) -> List[Tuple[int, str, bool]]:
+def users_file_entries(text):  # type: (str) -> List[Tuple[int, str, bool]]
     """``(line number, entry, other values)`` for every line of a users file that is not a comment.
 
     ``entry`` is the address as written (stripped; ``""`` for a blank line or an empty address cell);
@@ -129,7 +138,7 @@ def users_file_entries(text: str) -> List[Tuple[int, str, bool]]:
     return entries
 
 
-def parse_users_file(text: str) -> List[Tuple[int, str]]:
+def parse_users_file(text):  # type: (str) -> List[Tuple[int, str]]
     """``(line number, entry)`` from a users file (see :func:`users_file_entries`), blank entries included."""
     return [(number, entry) for number, entry, _others in users_file_entries(text)]
 
@@ -137,24 +146,22 @@ def parse_users_file(text: str) -> List[Tuple[int, str]]:
 # --------------------------------------------------------------------------- cleaning
 
 
-def clean_users(
-    entries: Iterable[Union[str, Tuple[int, str]]], source: str = "users"
-) -> Tuple[List[str], List[str], Dict[str, Any]]:
+def clean_users(entries, source="users"):  # type: (Iterable[Union[str, Tuple[int, str]]], str) -> Tuple[List[str], List[str], Dict[str, Any]]
     """Drop blanks, duplicates and invalid addresses (:func:`screen_address`), with warnings.
 
     ``entries``: addresses, or ``(line number, address)`` from :func:`parse_users_file`. Returns
     ``(users in first-seen order, as first written; warnings; skipped)`` where ``skipped`` is
     ``{"blank": n, "duplicate": [...], "invalid": [...]}``.
     """
-    users: List[str] = []
-    seen: Set[str] = set()
+    users = []  # type: List[str]
+    seen = set()  # type: Set[str]
     blank = 0
-    duplicates: List[str] = []
-    invalid: List[str] = []
+    duplicates = []  # type: List[str]
+    invalid = []  # type: List[str]
     for entry in entries:
         if isinstance(entry, tuple):
             number, raw = entry
-            where: Optional[str] = "%s line %d" % (source, number)
+            where = "%s line %d" % (source, number)  # type: Optional[str]
         else:
             raw, where = entry, None
         verdict, address = screen_address(raw, seen)
@@ -182,7 +189,7 @@ def clean_users(
     return users, warnings, {"blank": blank, "duplicate": duplicates, "invalid": invalid}
 
 
-def enforce_max_users(count: int, max_users: int, enforce: bool = True) -> Optional[str]:
+def enforce_max_users(count, max_users, enforce=True):  # type: (int, int, bool) -> Optional[str]
     """A refusal message when ``count`` exceeds ``max_users`` and the limit is enforced; a warning text
     (prefixed ``warning:``) when it is not enforced; None when within the limit."""
     if count <= max_users:
@@ -199,7 +206,7 @@ def enforce_max_users(count: int, max_users: int, enforce: bool = True) -> Optio
 # --------------------------------------------------------------------------- thresholds
 
 
-def parse_fail_threshold(value: Any) -> Tuple[str, float]:
+def parse_fail_threshold(value):  # type: (Any) -> Tuple[str, float]
     """``("count", n)`` or ``("fraction", f)`` from ``fail_threshold``.
 
     Whole numbers are counts of failed users (``0``: any failure fails; ``10``); a number with a decimal
@@ -207,7 +214,7 @@ def parse_fail_threshold(value: Any) -> Tuple[str, float]:
     :class:`UsersError` naming what is wrong with the value.
     """
 
-    def refused(why: str) -> UsersError:
+    def refused(why):  # type: (str) -> UsersError
         return UsersError("fail_threshold: %r %s. fail_threshold must be %s." % (value, why, _THRESHOLD_FORMS))
 
     if isinstance(value, bool):
@@ -219,8 +226,8 @@ def parse_fail_threshold(value: Any) -> Tuple[str, float]:
     try:
         number = float(text[:-1] if percent else text)
     except ValueError:
-        raise refused("is not a number") from None
-    if not math.isfinite(number):
+        raise_from(refused("is not a number"), None)
+    if not isfinite(number):
         raise refused("is not a finite number")
     if percent:
         if not 0 <= number <= 100:
@@ -237,7 +244,7 @@ def parse_fail_threshold(value: Any) -> Tuple[str, float]:
     raise refused("is neither a whole count nor a fraction below 1")
 
 
-def threshold_exceeded(failed: int, total: int, threshold: Tuple[str, float]) -> bool:
+def threshold_exceeded(failed, total, threshold):  # type: (int, int, Tuple[str, float]) -> bool
     """True when ``failed`` of ``total`` users is more than ``threshold`` (:func:`parse_fail_threshold`) allows."""
     kind, number = threshold
     if kind == "count":
@@ -245,17 +252,17 @@ def threshold_exceeded(failed: int, total: int, threshold: Tuple[str, float]) ->
     return total > 0 and failed / float(total) > number
 
 
-def describe_threshold(threshold: Tuple[str, float]) -> str:
+def describe_threshold(threshold):  # type: (Tuple[str, float]) -> str
     kind, number = threshold
     if kind == "count":
         return "%d failed user%s" % (number, "" if number == 1 else "s")
     return "%g%% of users failing" % round(number * 100.0, 4)
 
 
-def read_users_file(path: str) -> str:
+def read_users_file(path):  # type: (str) -> str
     """The text of a users file on this node (UTF-8, a BOM dropped); raises :class:`UsersError` naming the file."""
     try:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8-sig", "replace")
     except OSError as exc:
-        raise UsersError("Cannot read users_file %s on this node: %s." % (path, exc.strerror)) from None
+        raise_from(UsersError("Cannot read users_file %s on this node: %s." % (path, exc.strerror)), None)

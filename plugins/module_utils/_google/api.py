@@ -29,14 +29,23 @@ cache is the only shared mutable state and is guarded by a lock.
 Parses as Python 3.6; needs requests (through ``session``) at run time.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import calendar
 import json
 import random
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlsplit
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from, urlsplit
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     API_FAILURE_CLASS,
     ENDPOINT_API,
@@ -82,24 +91,24 @@ class GoogleApiClient:
 
     def __init__(
         self,
-        token_source: Any,
-        api_base_url: Optional[str] = None,
-        base_urls: Optional[Mapping[str, str]] = None,
-        ca_path: Optional[str] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        backoff_base: float = DEFAULT_BACKOFF_BASE,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_connections: int = 10,
-        session: Any = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+        token_source,
+        api_base_url=None,
+        base_urls=None,
+        ca_path=None,
+        timeout=DEFAULT_TIMEOUT,
+        retries=DEFAULT_RETRIES,
+        backoff_base=DEFAULT_BACKOFF_BASE,
+        backoff_max=DEFAULT_BACKOFF_MAX,
+        max_connections=10,
+        session=None,
+        sleep=time.sleep,
+        rng=random.random,
+        clock=time.time,
+    ):  # type: (Any, Optional[str], Optional[Mapping[str, str]], Optional[str], float, int, float, float, int, Any, Callable[[float], None], Callable[[], float], Callable[[], float]) -> None
         self._token_source = token_source
         # Identities for messages and Admin console links (DelegatedTokenSource has them).
-        self.client_id: str = str(getattr(token_source, "client_id", "") or "")
-        self.client_email: str = str(getattr(token_source, "client_email", "") or "")
+        self.client_id = str(getattr(token_source, "client_id", "") or "")  # type: str
+        self.client_email = str(getattr(token_source, "client_email", "") or "")  # type: str
         self._roots = dict(SERVICE_ROOTS)
         self._roots.update(base_urls or {})
         self._api_base_url = api_base_url.rstrip("/") if api_base_url else None
@@ -114,18 +123,18 @@ class GoogleApiClient:
         self._sleep = sleep
         self._rng = rng
         self._clock = clock
-        self._tokens: Dict[Tuple[str, Tuple[str, ...]], Tuple[str, Optional[float]]] = {}
+        self._tokens = {}  # type: Dict[Tuple[str, Tuple[str, ...]], Tuple[str, Optional[float]]]
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ URLs and tokens
 
-    def url(self, service: str, path: str) -> str:
+    def url(self, service, path):  # type: (str, str) -> str
         root = self._api_base_url or self._roots.get(service)
         if not root:
             raise ValueError("unknown Google API service %r" % service)
         return root.rstrip("/") + "/" + path.lstrip("/")
 
-    def access_token(self, subject: str, scopes: Sequence[str]) -> str:
+    def access_token(self, subject, scopes):  # type: (str, Sequence[str]) -> str
         """A cached token for ``subject`` with ``scopes``, minted when missing or near expiry (raises TokenError)."""
         cache_key = (subject.lower(), tuple(sorted(scopes)))
         with self._lock:
@@ -143,7 +152,7 @@ class GoogleApiClient:
             self._tokens[cache_key] = (token, expires_at)
         return token
 
-    def forget_token(self, subject: str, scopes: Sequence[str]) -> None:
+    def forget_token(self, subject, scopes):  # type: (str, Sequence[str]) -> None
         with self._lock:
             self._tokens.pop((subject.lower(), tuple(sorted(scopes))), None)
 
@@ -151,14 +160,14 @@ class GoogleApiClient:
 
     def request(
         self,
-        method: str,
-        service: str,
-        path: str,
-        subject: str,
-        scopes: Sequence[str],
-        params: Optional[Mapping[str, Any]] = None,
-        body: Any = None,
-    ) -> Any:
+        method,
+        service,
+        path,
+        subject,
+        scopes,
+        params=None,
+        body=None,
+    ):  # type: (str, str, str, str, Sequence[str], Optional[Mapping[str, Any]], Any) -> Any
         """Call ``method path`` of ``service`` as ``subject``; return the decoded JSON (``{}`` for no body).
 
         Raises :class:`TokenError` when no token can be minted and :class:`GoogleApiError` for anything else.
@@ -188,22 +197,28 @@ class GoogleApiClient:
             except Exception as exc:  # noqa: BLE001 - every transport failure is classified, none escapes raw
                 network = classify_network_error(exc)
                 if network is None:
-                    raise GoogleApiError(
-                        API_FAILURE_CLASS,
-                        "%s failed unexpectedly (%s: %s)." % (what, type(exc).__name__, shorten(str(exc), 300)),
-                        attempts=attempts,
-                    ) from None
+                    raise_from(
+                        GoogleApiError(
+                            API_FAILURE_CLASS,
+                            "%s failed unexpectedly (%s: %s)." % (what, type(exc).__name__, shorten(str(exc), 300)),
+                            attempts=attempts,
+                        ),
+                        None,
+                    )
                 failure_class, retryable = network
                 if retryable and attempts <= self.retries:
                     self._sleep(backoff_delay(attempts, self.backoff_base, self.backoff_max, self._rng))
                     continue
-                raise GoogleApiError(
-                    failure_class,
-                    "%s: %s %s (%s)."
-                    % (network_summary(failure_class, ENDPOINT_API), what, _host(url), shorten(str(exc), 300)),
-                    retryable=retryable,
-                    attempts=attempts,
-                ) from None
+                raise_from(
+                    GoogleApiError(
+                        failure_class,
+                        "%s: %s %s (%s)."
+                        % (network_summary(failure_class, ENDPOINT_API), what, _host(url), shorten(str(exc), 300)),
+                        retryable=retryable,
+                        attempts=attempts,
+                    ),
+                    None,
+                )
             status = int(response.status_code)
             if 200 <= status < 300:
                 return _json_body(response, what)
@@ -236,22 +251,26 @@ class GoogleApiClient:
                 failure_class, message, status, api_status, reason, google_message, retryable, attempts
             )
 
-    def close(self) -> None:
+    def close(self):  # type: () -> None
         self._session.close()
 
 
-def _json_body(response: Any, what: str) -> Any:
+def _json_body(response, what):  # type: (Any, str) -> Any
     if not response.content:
         return {}
     try:
         return json.loads(response.content.decode("utf-8"))
     except ValueError:
-        raise GoogleApiError(
-            API_FAILURE_CLASS,
-            "%s answered HTTP %d with a body that is not JSON; is api_base_url right?" % (what, response.status_code),
-            status=int(response.status_code),
-        ) from None
+        raise_from(
+            GoogleApiError(
+                API_FAILURE_CLASS,
+                "%s answered HTTP %d with a body that is not JSON; is api_base_url right?"
+                % (what, response.status_code),
+                status=int(response.status_code),
+            ),
+            None,
+        )
 
 
-def _host(url: str) -> str:
+def _host(url):  # type: (str) -> str
     return "at " + (urlsplit(url).netloc or url)

@@ -15,9 +15,17 @@ refusal whose fix is not in the Admin console.
 Parses as Python 3.6.
 """
 
-import time
-from typing import Any, Dict, List, Sequence
+from __future__ import absolute_import, division, print_function
 
+__metaclass__ = type
+
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, List, Sequence  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     ADMIN_CONSOLE_DWD_PAGE,
@@ -32,10 +40,10 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token i
 MAX_WORKERS = 8
 
 
-def check_one(source: Any, subject: str, scope: str) -> Dict[str, Any]:
+def check_one(source, subject, scope):  # type: (Any, str, str) -> Dict[str, Any]
     """Mint a token for ``subject`` with ``scope`` alone; the check's entry (never raises for Google)."""
-    started = time.monotonic()
-    entry: Dict[str, Any] = dict(
+    started = monotonic()
+    entry = dict(
         subject=subject,
         scope=scope,
         authorized=True,
@@ -45,7 +53,7 @@ def check_one(source: Any, subject: str, scope: str) -> Dict[str, Any]:
         google_description=None,
         http_status=200,
         attempts=1,
-    )
+    )  # type: Dict[str, Any]
     try:
         minted = source.mint(subject, [scope])
         entry.update(http_status=minted.http_status, attempts=minted.attempts)
@@ -60,22 +68,22 @@ def check_one(source: Any, subject: str, scope: str) -> Dict[str, Any]:
             http_status=details["http_status"],
             attempts=details["attempts"],
         )
-    entry["elapsed_seconds"] = round(time.monotonic() - started, 3)
+    entry["elapsed_seconds"] = round(monotonic() - started, 3)
     return entry
 
 
-def describe_offset(offset: Any) -> str:
+def describe_offset(offset):  # type: (Any) -> str
     if offset is None:
         return "could not be measured"
     direction = "behind" if offset > 0 else "ahead of"
     return "%.1f s %s Google's clock" % (abs(offset), direction)
 
 
-def clock_is_off(offset: Any, warn_seconds: float) -> bool:
+def clock_is_off(offset, warn_seconds):  # type: (Any, float) -> bool
     return offset is not None and abs(offset) > warn_seconds
 
 
-def _missing_scopes_text(source: Any, missing_scopes: Sequence[str], scopes: Sequence[str]) -> str:
+def _missing_scopes_text(source, missing_scopes, scopes):  # type: (Any, Sequence[str], Sequence[str]) -> str
     return (
         "The Admin console does not authorise client ID %s (%s) for %s. In the Google Admin console "
         "(admin.google.com) open %s. If client ID %s is listed, click it, choose Edit, and make the OAuth scopes "
@@ -95,7 +103,7 @@ def _missing_scopes_text(source: Any, missing_scopes: Sequence[str], scopes: Seq
     )
 
 
-def _clock_skew_text(offset: Any, warn_seconds: float) -> str:
+def _clock_skew_text(offset, warn_seconds):  # type: (Any, float) -> str
     if clock_is_off(offset, warn_seconds):
         return (
             "Google refused the JWT's issue/expiry time (token_clock_skew): this node's clock is %s (measured "
@@ -111,15 +119,15 @@ def _clock_skew_text(offset: Any, warn_seconds: float) -> str:
 
 
 def build_message(
-    source: Any,
-    subjects: Sequence[str],
-    scopes: Sequence[str],
-    checks: Sequence[Dict[str, Any]],
-    missing_scopes: Sequence[str],
-    url: Any,
-    offset: Any,
-    warn_seconds: float = CLOCK_OFFSET_WARN_SECONDS,
-) -> str:
+    source,
+    subjects,
+    scopes,
+    checks,
+    missing_scopes,
+    url,
+    offset,
+    warn_seconds=CLOCK_OFFSET_WARN_SECONDS,
+):  # type: (Any, Sequence[str], Sequence[str], Sequence[Dict[str, Any]], Sequence[str], Any, Any, float) -> str
     """One message that says what works, or what failed and exactly what to do about each failure."""
     failed = [check for check in checks if not check["authorized"]]
     if not failed:
@@ -132,7 +140,7 @@ def build_message(
     parts = ["%d of %d delegation checks failed." % (len(failed), len(checks))]
     if missing_scopes:
         parts.append(_missing_scopes_text(source, missing_scopes, scopes))
-    by_class: Dict[str, List[Dict[str, Any]]] = {}
+    by_class = {}  # type: Dict[str, List[Dict[str, Any]]]
     for check in failed:
         by_class.setdefault(check["failure_class"], []).append(check)
     for failure_class, group in sorted(by_class.items()):
@@ -151,11 +159,11 @@ def build_message(
 
 
 def check_delegation(
-    source: Any,
-    subjects: Sequence[str],
-    scopes: Sequence[str],
-    warn_seconds: float = CLOCK_OFFSET_WARN_SECONDS,
-) -> Dict[str, Any]:
+    source,
+    subjects,
+    scopes,
+    warn_seconds=CLOCK_OFFSET_WARN_SECONDS,
+):  # type: (Any, Sequence[str], Sequence[str], float) -> Dict[str, Any]
     """Every subject with every scope, one scope per token request; the module's result (without ``changed``).
 
     ``source``: a ``token.DelegatedTokenSource`` (``mint``, ``clock_offset``, ``client_id``...).

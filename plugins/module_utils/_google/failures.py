@@ -23,12 +23,21 @@ Messages carry Google's words and the ids involved, never a key, an assertion or
 Standard library only; parses as Python 3.6.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import imaplib
 import json
 import re
 import socket
 import ssl
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import is_stale_connection_error
 
 OK = "ok"
 NETWORK_FAILURE_CLASSES = ("dns", "connect", "tls", "timeout")
@@ -41,7 +50,7 @@ TOKEN_FAILURE_CLASSES = (
 )
 IMAP_FAILURE_CLASSES = ("imap_disabled", "imap_auth_failed", "imap_other")
 API_FAILURE_CLASS = "api_error"
-FAILURE_CLASSES = (OK, *NETWORK_FAILURE_CLASSES, *TOKEN_FAILURE_CLASSES, *IMAP_FAILURE_CLASSES, API_FAILURE_CLASS)
+FAILURE_CLASSES = (OK,) + NETWORK_FAILURE_CLASSES + TOKEN_FAILURE_CLASSES + IMAP_FAILURE_CLASSES + (API_FAILURE_CLASS,)
 
 # Classes that do not depend on the user: one user's answer holds for every other user of the run.
 CLIENT_WIDE_CLASSES = frozenset(("token_unauthorized_scope", "token_invalid_key", "token_clock_skew", "dns", "tls"))
@@ -138,19 +147,19 @@ HINTS = {
 }
 
 
-def network_summary(failure_class: str, endpoint: str) -> str:
+def network_summary(failure_class, endpoint):  # type: (str, str) -> str
     """The opening words of a network failure's message at ``endpoint`` ("Cannot connect to the IMAP server")."""
     return _NETWORK_SUMMARY[endpoint][failure_class]
 
 
-def hint(failure_class: str, endpoint: str = ENDPOINT_TOKEN) -> str:
+def hint(failure_class, endpoint=ENDPOINT_TOKEN):  # type: (str, str) -> str
     """What fixes ``failure_class``; network classes are worded for ``endpoint`` (token, imap or api)."""
     if failure_class in NETWORK_FAILURE_CLASSES:
         return _NETWORK_HINTS[endpoint][failure_class]
     return HINTS.get(failure_class, "")
 
 
-def admin_console_url(client_id: str, scopes: Iterable[str]) -> str:
+def admin_console_url(client_id, scopes):  # type: (str, Iterable[str]) -> str
     """The Admin console link that pre-fills a domain-wide delegation entry (GAM's format).
 
     ``overwriteClientId=true`` makes the console *replace* the client's scope list with ``scopes``, so
@@ -173,17 +182,15 @@ class GoogleFailure(Exception):
     ``retryable``: a second try can succeed; ``attempts``: requests made; ``status``: HTTP status, if any.
     """
 
-    def __init__(
-        self, failure_class: str, message: str, retryable: bool = False, status: Optional[int] = None, attempts: int = 1
-    ) -> None:
-        super().__init__(message)
+    def __init__(self, failure_class, message, retryable=False, status=None, attempts=1):  # type: (str, str, bool, Optional[int], int) -> None
+        super(GoogleFailure, self).__init__(message)
         self.failure_class = failure_class
         self.msg = message
         self.retryable = retryable
         self.status = status
         self.attempts = attempts
 
-    def as_result(self) -> Dict[str, Any]:
+    def as_result(self):  # type: () -> Dict[str, Any]
         """The fields a module puts into its result for this failure."""
         return {
             "failure_class": self.failure_class,
@@ -193,7 +200,7 @@ class GoogleFailure(Exception):
             "attempts": self.attempts,
         }
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "%s(%r, %r, status=%r, attempts=%r)" % (
             type(self).__name__,
             self.failure_class,
@@ -209,20 +216,20 @@ class TokenError(GoogleFailure):
 
     def __init__(
         self,
-        failure_class: str,
-        message: str,
-        google_error: Optional[str] = None,
-        google_description: Optional[str] = None,
-        retryable: bool = False,
-        status: Optional[int] = None,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(failure_class, message, retryable, status, attempts)
+        failure_class,
+        message,
+        google_error=None,
+        google_description=None,
+        retryable=False,
+        status=None,
+        attempts=1,
+    ):  # type: (str, str, Optional[str], Optional[str], bool, Optional[int], int) -> None
+        super(TokenError, self).__init__(failure_class, message, retryable, status, attempts)
         self.google_error = google_error
         self.google_description = google_description
 
-    def as_result(self) -> Dict[str, Any]:
-        result = super().as_result()
+    def as_result(self):  # type: () -> Dict[str, Any]
+        result = super(TokenError, self).as_result()
         result.update(google_error=self.google_error, google_description=self.google_description)
         return result
 
@@ -235,31 +242,31 @@ class GoogleApiError(GoogleFailure):
 
     def __init__(
         self,
-        failure_class: str,
-        message: str,
-        status: Optional[int] = None,
-        api_status: Optional[str] = None,
-        reason: Optional[str] = None,
-        google_message: Optional[str] = None,
-        retryable: bool = False,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(failure_class, message, retryable, status, attempts)
+        failure_class,
+        message,
+        status=None,
+        api_status=None,
+        reason=None,
+        google_message=None,
+        retryable=False,
+        attempts=1,
+    ):  # type: (str, str, Optional[int], Optional[str], Optional[str], Optional[str], bool, int) -> None
+        super(GoogleApiError, self).__init__(failure_class, message, retryable, status, attempts)
         self.api_status = api_status
         self.reason = reason
         self.google_message = google_message
 
     @property
-    def insufficient_scope(self) -> bool:
+    def insufficient_scope(self):  # type: () -> bool
         return self.failure_class == "token_unauthorized_scope"
 
     @property
-    def permission_denied(self) -> bool:
+    def permission_denied(self):  # type: () -> bool
         """Google answered 403 for a reason other than the token's scopes (e.g. the caller is not an admin)."""
         return self.status == 403 and not self.insufficient_scope
 
-    def as_result(self) -> Dict[str, Any]:
-        result = super().as_result()
+    def as_result(self):  # type: () -> Dict[str, Any]
+        result = super(GoogleApiError, self).as_result()
         result.update(api_status=self.api_status, api_reason=self.reason)
         return result
 
@@ -267,11 +274,11 @@ class GoogleApiError(GoogleFailure):
 class ImapFailure(GoogleFailure):
     """The IMAP side of a login check failed during ``phase`` (connect, auth, select)."""
 
-    def __init__(self, failure_class: str, message: str, retryable: bool = False, phase: Optional[str] = None) -> None:
-        super().__init__(failure_class, message, retryable)
+    def __init__(self, failure_class, message, retryable=False, phase=None):  # type: (str, str, bool, Optional[str]) -> None
+        super(ImapFailure, self).__init__(failure_class, message, retryable)
         self.phase = phase
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "ImapFailure(%r, %r, retryable=%r, phase=%r)" % (
             self.failure_class,
             self.msg,
@@ -283,9 +290,9 @@ class ImapFailure(GoogleFailure):
 # --------------------------------------------------------------------------- transport exceptions
 
 
-def exception_chain(exc: BaseException) -> List[BaseException]:
+def exception_chain(exc):  # type: (BaseException) -> List[BaseException]
     """The exception and everything it wraps: causes, contexts, urllib3's ``reason``, exception args."""
-    seen: List[BaseException] = []
+    seen = []  # type: List[BaseException]
     pending = [exc]
     while pending and len(seen) < 20:
         current = pending.pop(0)
@@ -299,18 +306,18 @@ def exception_chain(exc: BaseException) -> List[BaseException]:
     return seen
 
 
-def _type_names(exc: BaseException) -> List[str]:
+def _type_names(exc):  # type: (BaseException) -> List[str]
     return [klass.__name__ for klass in type(exc).__mro__]
 
 
-def short_exception(exc: BaseException) -> str:
+def short_exception(exc):  # type: (BaseException) -> str
     """The innermost cause's text (e.g. "[Errno 111] Connection refused"), at most 300 characters."""
     chain = exception_chain(exc)
     innermost = chain[-1] if chain else exc
     return shorten(str(innermost) or type(innermost).__name__, 300)
 
 
-def shorten(text: str, limit: int = 400) -> str:
+def shorten(text, limit=400):  # type: (str, int) -> str
     """``text`` on one line, cut to ``limit`` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -326,7 +333,7 @@ _DNS_TEXT = (
 )
 
 
-def classify_network_error(exc: BaseException) -> Optional[Tuple[str, bool]]:
+def classify_network_error(exc):  # type: (BaseException) -> Optional[Tuple[str, bool]]
     """``(failure_class, retryable)`` for a transport failure, or None when ``exc`` is not one.
 
     Works on requests', urllib3's, ssl's and socket's exceptions by walking the wrapped chain (requests
@@ -351,7 +358,7 @@ def classify_network_error(exc: BaseException) -> Optional[Tuple[str, bool]]:
     )
     if timed_out or ("ConnectTimeoutError" in names and not new_connection) or "timed out" in text:
         return "timeout", True
-    if any(isinstance(item, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) for item in chain):
+    if any(is_stale_connection_error(item) for item in chain):
         return "connect", True
     if names & {"RemoteDisconnected", "ProtocolError", "ChunkedEncodingError", "IncompleteRead"}:
         return "connect", True
@@ -385,9 +392,7 @@ _DESCRIPTION_CLASSES = (
 )
 
 
-def classify_token_error(
-    error: Optional[str], description: Optional[str], status: Optional[int] = None
-) -> Tuple[str, bool]:
+def classify_token_error(error, description, status=None):  # type: (Optional[str], Optional[str], Optional[int]) -> Tuple[str, bool]
     """``(failure_class, retryable)`` for Google's OAuth ``error`` / ``error_description`` (and HTTP status).
 
     A disabled service account is ``token_invalid_key``: Google answers it with the same
@@ -409,7 +414,7 @@ def classify_token_error(
     return "token_other", False
 
 
-def _json_mapping(data: Any) -> Optional[Mapping[str, Any]]:
+def _json_mapping(data):  # type: (Any) -> Optional[Mapping[str, Any]]
     if isinstance(data, bytes):
         data = data.decode("utf-8", "replace")
     if isinstance(data, str):
@@ -420,7 +425,7 @@ def _json_mapping(data: Any) -> Optional[Mapping[str, Any]]:
     return data if isinstance(data, Mapping) else None
 
 
-def parse_token_error_body(data: Any) -> Tuple[Optional[str], Optional[str]]:
+def parse_token_error_body(data):  # type: (Any) -> Tuple[Optional[str], Optional[str]]
     """Google's ``(error, error_description)`` from a token-endpoint body: dict, JSON text or bytes.
 
     Also understands the API style ``{"error": {"status": ..., "message": ...}}`` some front ends return.
@@ -439,7 +444,7 @@ def parse_token_error_body(data: Any) -> Tuple[Optional[str], Optional[str]]:
     )
 
 
-def classify_token_exception(exc: BaseException, attempts: int = 1) -> TokenError:
+def classify_token_exception(exc, attempts=1):  # type: (BaseException, int) -> TokenError
     """Turn anything a token request raised (a transport failure, mostly) into a :class:`TokenError` (returned)."""
     if isinstance(exc, TokenError):
         return exc
@@ -464,11 +469,11 @@ def classify_token_exception(exc: BaseException, attempts: int = 1) -> TokenErro
 _SCOPE_REASONS = frozenset(("ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"))
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value):  # type: (Any) -> Optional[str]
     return None if value is None else str(value)
 
 
-def parse_api_error(body: Any) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+def parse_api_error(body):  # type: (Any) -> Tuple[Optional[str], Optional[str], Optional[str]]
     """``(api_status, reason, message)`` from Google's JSON error envelope (dict, text or bytes).
 
     ``reason`` prefers ``details[].ErrorInfo.reason`` (stable, upper case) over the legacy
@@ -495,9 +500,7 @@ def parse_api_error(body: Any) -> Tuple[Optional[str], Optional[str], Optional[s
     return _text(error.get("status")), reason, _text(error.get("message"))
 
 
-def classify_api_error(
-    status: Optional[int], api_status: Optional[str], reason: Optional[str], message: Optional[str]
-) -> Tuple[str, bool]:
+def classify_api_error(status, api_status, reason, message):  # type: (Optional[int], Optional[str], Optional[str], Optional[str]) -> Tuple[str, bool]
     """``(failure_class, retryable)`` for an API error answer."""
     if status in _RETRYABLE_STATUS:
         return API_FAILURE_CLASS, True
@@ -565,19 +568,19 @@ API_REFUSAL_HINTS = {
 _ACTIVATION_URL = re.compile(r"https://console\.(?:developers|cloud)\.google\.com/apis/api/[^\s\"'<>]+")
 
 
-def activation_url(message: Optional[str]) -> Optional[str]:
+def activation_url(message):  # type: (Optional[str]) -> Optional[str]
     """The "enable this API" link of Google's SERVICE_DISABLED / accessNotConfigured message, if it has one."""
     found = _ACTIVATION_URL.search(message or "")
     return found.group(0).rstrip(".,)") if found else None
 
 
 def classify_api_refusal(
-    status: Optional[int],
-    api_status: Optional[str],
-    reason: Optional[str],
-    message: Optional[str],
-    creating_key: bool = False,
-) -> Optional[str]:
+    status,
+    api_status,
+    reason,
+    message,
+    creating_key=False,
+):  # type: (Optional[int], Optional[str], Optional[str], Optional[str], bool) -> Optional[str]
     """Which of :data:`API_REFUSALS` an IAM / Service Usage error answer is, or None (another failure).
 
     Google answers the 10-key limit with a bare ``400 FAILED_PRECONDITION "Precondition check failed."``, so it is
@@ -603,8 +606,8 @@ class ApiRefusal(GoogleApiError):
     """An IAM / Service Usage call was refused for a reason an administrator can fix: ``refusal`` is one of
     :data:`API_REFUSALS`; ``activation_url`` the link that enables a disabled API."""
 
-    def __init__(self, refusal: str, message: str, source: GoogleApiError, activation: Optional[str] = None) -> None:
-        super().__init__(
+    def __init__(self, refusal, message, source, activation=None):  # type: (str, str, GoogleApiError, Optional[str]) -> None
+        super(ApiRefusal, self).__init__(
             source.failure_class,
             message,
             source.status,
@@ -617,8 +620,8 @@ class ApiRefusal(GoogleApiError):
         self.refusal = refusal
         self.activation_url = activation
 
-    def as_result(self) -> Dict[str, Any]:
-        result = super().as_result()
+    def as_result(self):  # type: () -> Dict[str, Any]
+        result = super(ApiRefusal, self).as_result()
         result.update(refusal=self.refusal, activation_url=self.activation_url)
         return result
 
@@ -680,7 +683,7 @@ IMAP_PHASE_WORDS = {
 _BYE_OR_NO = re.compile(r"^(?:\*\s+)?(?:BYE|NO|BAD)\s+", re.IGNORECASE)
 
 
-def _known_imap_text(text: str) -> Optional[Tuple[str, bool]]:
+def _known_imap_text(text):  # type: (str) -> Optional[Tuple[str, bool]]
     lowered = (text or "").lower()
     for failure_class, retryable, fragments in _IMAP_TEXT_CLASSES:
         if any(fragment in lowered for fragment in fragments):
@@ -688,7 +691,7 @@ def _known_imap_text(text: str) -> Optional[Tuple[str, bool]]:
     return None
 
 
-def classify_imap_text(text: str, phase: Optional[str] = None) -> Tuple[str, bool]:
+def classify_imap_text(text, phase=None):  # type: (str, Optional[str]) -> Tuple[str, bool]
     """``(failure_class, retryable)`` for an IMAP server's refusal text (a ``NO``/``BAD``/``BYE`` line).
 
     Knows Gmail's texts, for example::
@@ -709,7 +712,7 @@ def classify_imap_text(text: str, phase: Optional[str] = None) -> Tuple[str, boo
     return "imap_other", False
 
 
-def _innermost_text(exc: BaseException) -> str:
+def _innermost_text(exc):  # type: (BaseException) -> str
     current = exc
     for _depth in range(10):
         nxt = current.__cause__ or current.__context__
@@ -719,7 +722,7 @@ def _innermost_text(exc: BaseException) -> str:
     return str(current) or type(current).__name__
 
 
-def classify_imap_failure(exc: BaseException, phase: str) -> ImapFailure:
+def classify_imap_failure(exc, phase):  # type: (BaseException, str) -> ImapFailure
     """Turn anything the IMAP side raised during ``phase`` (connect, auth, select) into an :class:`ImapFailure`.
 
     The IMAP client raises imaplib's exception types (``IMAP4.error`` for ``NO``/``BAD`` with the server's
@@ -778,7 +781,7 @@ def classify_imap_failure(exc: BaseException, phase: str) -> ImapFailure:
 # --------------------------------------------------------------------------- the summary shape
 
 
-def count_classes(results: Iterable[Mapping[str, Any]]) -> Dict[str, int]:
+def count_classes(results):  # type: (Iterable[Mapping[str, Any]]) -> Dict[str, int]
     """Users per class: every class of the vocabulary, zeros included, so a report's columns never move."""
     by_class = dict.fromkeys(FAILURE_CLASSES, 0)
     for result in results:
@@ -786,19 +789,19 @@ def count_classes(results: Iterable[Mapping[str, Any]]) -> Dict[str, int]:
     return by_class
 
 
-def summarize(results: Sequence[Mapping[str, Any]], duration: Optional[float] = None) -> Dict[str, Any]:
+def summarize(results, duration=None):  # type: (Sequence[Mapping[str, Any]], Optional[float]) -> Dict[str, Any]
     """The summary every per-user module returns: ``total``, ``ok``, ``failed``, ``by_class`` and, given a
     ``duration`` in seconds, ``duration_seconds`` and ``users_per_second``. Modules add their own counts."""
     by_class = count_classes(results)
     total = len(results)
-    summary: Dict[str, Any] = {"total": total, "ok": by_class[OK], "failed": total - by_class[OK], "by_class": by_class}
+    summary = {"total": total, "ok": by_class[OK], "failed": total - by_class[OK], "by_class": by_class}  # type: Dict[str, Any]
     if duration is not None:
         summary["duration_seconds"] = round(duration, 3)
         summary["users_per_second"] = round(total / duration, 1) if duration > 0 else 0.0
     return summary
 
 
-def failed_users(results: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+def failed_users(results):  # type: (Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]
     """``user``, ``failure_class``, ``message`` of every result that is not ``ok``."""
     return [
         {"user": result["user"], "failure_class": result["failure_class"], "message": result["message"]}
@@ -807,6 +810,6 @@ def failed_users(results: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     ]
 
 
-def class_counts_text(by_class: Mapping[str, int]) -> str:
+def class_counts_text(by_class):  # type: (Mapping[str, int]) -> str
     """``"imap_disabled 2, token_invalid_user 1"``: the failed classes of a summary, for messages."""
     return ", ".join("%s %d" % (name, count) for name, count in sorted(by_class.items()) if count and name != OK)

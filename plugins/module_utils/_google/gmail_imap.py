@@ -20,9 +20,18 @@ Pure logic for the ``gmail_imap_settings`` module; unit tests drive it with a fa
 Results use the collection's failure vocabulary (``failures``) and never carry a token.
 """
 
-import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from __future__ import absolute_import, division, print_function
 
+__metaclass__ = type
+
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic, raise_from
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import SCOPE_GMAIL_SETTINGS_BASIC
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
@@ -74,7 +83,7 @@ class SettingsInputError(UsersError):
 # --------------------------------------------------------------------------- input
 
 
-def users_file_addresses(text: str) -> Tuple[List[str], List[str]]:
+def users_file_addresses(text):  # type: (str) -> Tuple[List[str], List[str]]
     """Addresses from a users file (format: users.users_file_entries), as written, and warnings.
 
     Blank lines and comments are skipped silently; a CSV row that has values but no address is skipped
@@ -83,7 +92,7 @@ def users_file_addresses(text: str) -> Tuple[List[str], List[str]]:
     try:
         entries = users_file_entries(text)
     except UsersError as exc:
-        raise SettingsInputError(exc.msg) from None
+        raise_from(SettingsInputError(exc.msg), None)
     addresses = [entry for _number, entry, _others in entries if entry]
     warnings = [
         "users_file row %d has no email value; skipped." % number
@@ -93,7 +102,7 @@ def users_file_addresses(text: str) -> Tuple[List[str], List[str]]:
     return addresses, warnings
 
 
-def _setting(option: str, value: Any, where: str) -> Any:
+def _setting(option, value, where):  # type: (str, Any, str) -> Any
     """Validate one setting value; ``where`` names the user or 'task' for the message."""
     if option in ("enabled", "auto_expunge"):
         if isinstance(value, bool):
@@ -121,29 +130,27 @@ def _setting(option: str, value: Any, where: str) -> Any:
     raise SettingsInputError("%s: unknown setting %r." % (where, option))
 
 
-def task_settings(params: Mapping[str, Any]) -> Dict[str, Any]:
+def task_settings(params):  # type: (Mapping[str, Any]) -> Dict[str, Any]
     """The settings the task sets for every user (options left unset are not managed)."""
     return {
         option: _setting(option, params[option], "task") for option in OPTION_NAMES if params.get(option) is not None
     }
 
 
-def build_targets(
-    users: Optional[Sequence[Any]], file_addresses: Sequence[str], defaults: Mapping[str, Any]
-) -> Tuple[List[Tuple[str, Dict[str, Any]]], List[str]]:
+def build_targets(users, file_addresses, defaults):  # type: (Optional[Sequence[Any]], Sequence[str], Mapping[str, Any]) -> Tuple[List[Tuple[str, Dict[str, Any]]], List[str]]
     """``([(user, wanted), ...], warnings)`` in first-seen order, addresses lower-cased, duplicates merged.
 
     ``users`` items are addresses or dicts ``{user: ..., enabled: ..., ...}`` whose settings override
     ``defaults`` for that user. Invalid addresses are dropped with a warning; the same user listed twice
     with different settings is an error (which one was meant?).
     """
-    warnings: List[str] = []
-    wanted_by_user: Dict[str, Dict[str, Any]] = {}
-    order: List[str] = []
-    seen: Set[str] = set()
-    invalid: List[str] = []
+    warnings = []  # type: List[str]
+    wanted_by_user = {}  # type: Dict[str, Dict[str, Any]]
+    order = []  # type: List[str]
+    seen = set()  # type: Set[str]
+    invalid = []  # type: List[str]
     duplicates = 0
-    entries: List[Tuple[Any, str]] = [(item, "users") for item in users or ()]
+    entries = [(item, "users") for item in users or ()]  # type: List[Tuple[Any, str]]
     entries.extend((address, "users_file") for address in file_addresses)
     for item, source in entries:
         if isinstance(item, Mapping):
@@ -193,21 +200,21 @@ def build_targets(
     return [(user, wanted_by_user[user]) for user in order], warnings
 
 
-def _describe(settings: Mapping[str, Any]) -> str:
+def _describe(settings):  # type: (Mapping[str, Any]) -> str
     return "{%s}" % ", ".join("%s: %s" % (name, settings[name]) for name in OPTION_NAMES if name in settings) or "{}"
 
 
 # --------------------------------------------------------------------------- one user
 
 
-def to_info(resource: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+def to_info(resource):  # type: (Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]
     """Gmail's ImapSettings as the module's option names (fields Gmail did not send are left out)."""
     if resource is None:
         return None
     return {option: resource[field] for option, field in FIELDS if field in resource}
 
 
-def merge(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+def merge(current, wanted):  # type: (Mapping[str, Any], Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]
     """``(resource to PUT, changed option names)``: Gmail's resource with the wanted fields overlaid."""
     merged = dict(current)
     differing = []
@@ -218,7 +225,7 @@ def merge(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> Tuple[Dict[s
     return merged, differing
 
 
-def new_result(user: str) -> Dict[str, Any]:
+def new_result(user):  # type: (str) -> Dict[str, Any]
     return {
         "user": user,
         "changed": False,
@@ -231,7 +238,7 @@ def new_result(user: str) -> Dict[str, Any]:
     }
 
 
-def apply_user(client: Any, user: str, wanted: Mapping[str, Any], check_mode: bool) -> Dict[str, Any]:
+def apply_user(client, user, wanted, check_mode):  # type: (Any, str, Mapping[str, Any], bool) -> Dict[str, Any]
     """Read, compare and (unless ``check_mode``) update one user's IMAP settings; never raises for Google."""
     result = new_result(user)
     try:
@@ -272,7 +279,7 @@ def apply_user(client: Any, user: str, wanted: Mapping[str, Any], check_mode: bo
     return result
 
 
-def _api_message(exc: GoogleApiError, user: str) -> str:
+def _api_message(exc, user):  # type: (GoogleApiError, str) -> str
     if exc.insufficient_scope:
         return (
             "%s The access token for %s lacks %s: authorise that scope for the client ID in the Admin console "
@@ -290,12 +297,12 @@ def _api_message(exc: GoogleApiError, user: str) -> str:
 
 
 def apply_all(
-    client: Any,
-    targets: Sequence[Tuple[str, Mapping[str, Any]]],
-    check_mode: bool,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    clock: Callable[[], float] = time.monotonic,
-) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    client,
+    targets,
+    check_mode,
+    concurrency=DEFAULT_CONCURRENCY,
+    clock=monotonic,
+):  # type: (Any, Sequence[Tuple[str, Mapping[str, Any]]], bool, int, Callable[[], float]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
     """``(results in input order, summary)`` for every target, ``concurrency`` users at a time."""
     started = clock()
     breaker = Breaker(1, _fails_everyone)
@@ -311,11 +318,11 @@ def apply_all(
     return results, summarize(results, clock() - started)
 
 
-def _fails_everyone(result: Mapping[str, Any]) -> Optional[str]:
+def _fails_everyone(result):  # type: (Mapping[str, Any]) -> Optional[str]
     return str(result["failure_class"]) if result["failure_class"] in CLIENT_WIDE_CLASSES else None
 
 
-def _skipped(target: Tuple[str, Mapping[str, Any]], first: Mapping[str, Any]) -> Dict[str, Any]:
+def _skipped(target, first):  # type: (Tuple[str, Mapping[str, Any]], Mapping[str, Any]) -> Dict[str, Any]
     result = new_result(target[0])
     result["failure_class"] = first["failure_class"]
     result["skipped"] = True
@@ -326,7 +333,7 @@ def _skipped(target: Tuple[str, Mapping[str, Any]], first: Mapping[str, Any]) ->
     return result
 
 
-def summarize(results: Sequence[Mapping[str, Any]], duration: float) -> Dict[str, Any]:
+def summarize(results, duration):  # type: (Sequence[Mapping[str, Any]], float) -> Dict[str, Any]
     """``failures.summarize`` plus how many users changed, were unchanged or were skipped."""
     summary = failures.summarize(results, duration)
     summary.update(
@@ -337,10 +344,10 @@ def summarize(results: Sequence[Mapping[str, Any]], duration: float) -> Dict[str
     return summary
 
 
-def diff_of(results: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def diff_of(results):  # type: (Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]
     """Ansible's diff: before/after settings of the users that change (or would in check mode)."""
-    before: Dict[str, Any] = {}
-    after: Dict[str, Any] = {}
+    before = {}  # type: Dict[str, Any]
+    after = {}  # type: Dict[str, Any]
     for result in results:
         if result["changed"]:
             before[result["user"]] = result["before"]

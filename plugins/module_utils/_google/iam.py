@@ -25,14 +25,23 @@ Why it is built this way:
 Parses as Python 3.6; runs on the controller (google-auth and requests).
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import binascii
 import calendar
-import datetime
+import datetime  # noqa: F401 - named in type comments
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-from urllib.parse import quote
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import quote, raise_from
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import GoogleApiClient
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     API_FAILURE_CLASS,
@@ -90,7 +99,7 @@ SERVICE_ROOTS = {"iam": "https://iam.googleapis.com", "serviceusage": "https://s
 # --------------------------------------------------------------------------- the admin credential
 
 
-def admin_token_source(key_text: str, token_uri: Optional[str] = None, **options: Any) -> DelegatedTokenSource:
+def admin_token_source(key_text, token_uri=None, **options):  # type: (str, Optional[str], **Any) -> DelegatedTokenSource
     """A token source for the admin key's own tokens (the exchange, retries and errors are token.py's)."""
     return DelegatedTokenSource(scopes=ADMIN_SCOPES, signer=KeySigner(key_text, token_uri), **options)
 
@@ -99,14 +108,14 @@ class AdcTokenSource:
     """Tokens from Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth
     application-default login``, the metadata server), for ``GoogleApiClient``."""
 
-    def __init__(self, session: Any = None, loader: Optional[Callable[..., Any]] = None) -> None:
+    def __init__(self, session=None, loader=None):  # type: (Any, Optional[Callable[..., Any]]) -> None
         self._session = session
         self._loader = loader
-        self._credentials: Any = None
+        self._credentials = None  # type: Any
         self.client_id = ""
         self.client_email = ""
 
-    def token(self, subject: str, scopes: Sequence[str]) -> Tuple[str, Optional[datetime.datetime]]:
+    def token(self, subject, scopes):  # type: (str, Sequence[str]) -> Tuple[str, Optional[datetime.datetime]]
         if self._loader is None and not HAS_GOOGLE_AUTH:
             raise TokenError("token_other", "google-auth is needed for Application Default Credentials.")
         try:
@@ -122,22 +131,25 @@ class AdcTokenSource:
         except TokenError:
             raise
         except Exception as exc:  # noqa: BLE001 - google-auth raises DefaultCredentialsError, RefreshError, ...
-            raise TokenError(
-                "token_other",
-                "No usable Application Default Credentials (%s: %s). Give the admin key as src or content, or set "
-                "GOOGLE_APPLICATION_CREDENTIALS / run 'gcloud auth application-default login' on the controller."
-                % (type(exc).__name__, str(exc)[:300]),
-            ) from None
+            raise_from(
+                TokenError(
+                    "token_other",
+                    "No usable Application Default Credentials (%s: %s). Give the admin key as src or content, or set "
+                    "GOOGLE_APPLICATION_CREDENTIALS / run 'gcloud auth application-default login' on the controller."
+                    % (type(exc).__name__, str(exc)[:300]),
+                ),
+                None,
+            )
         return str(self._credentials.token), getattr(self._credentials, "expiry", None)
 
-    def close(self) -> None:
+    def close(self):  # type: () -> None
         return None
 
 
 # --------------------------------------------------------------------------- names and times
 
 
-def project_of(account: str, project_id: Optional[str] = None) -> str:
+def project_of(account, project_id=None):  # type: (str, Optional[str]) -> str
     """The project of ``account``: ``project_id`` when given, else the one in the address, else ``-`` (any)."""
     if project_id:
         return project_id
@@ -146,18 +158,18 @@ def project_of(account: str, project_id: Optional[str] = None) -> str:
     return "-"
 
 
-def account_path(account: str, project_id: Optional[str] = None) -> str:
+def account_path(account, project_id=None):  # type: (str, Optional[str]) -> str
     return "/v1/projects/%s/serviceAccounts/%s" % (
         quote(project_of(account, project_id), safe=""),
         quote(account, safe="@"),
     )
 
 
-def key_path(account: str, key_id: str, project_id: Optional[str] = None) -> str:
+def key_path(account, key_id, project_id=None):  # type: (str, str, Optional[str]) -> str
     return "%s/keys/%s" % (account_path(account, project_id), quote(key_id, safe=""))
 
 
-def parse_time(value: Optional[str]) -> Optional[float]:
+def parse_time(value):  # type: (Optional[str]) -> Optional[float]
     """Seconds since the epoch of Google's RFC 3339 timestamps (``2024-05-03T10:00:00Z``, fractions allowed)."""
     if not value:
         return None
@@ -170,7 +182,7 @@ def parse_time(value: Optional[str]) -> Optional[float]:
     return float(calendar.timegm(parsed))
 
 
-def key_summary(resource: Mapping[str, Any], now: float) -> Dict[str, Any]:
+def key_summary(resource, now):  # type: (Mapping[str, Any], float) -> Dict[str, Any]
     """What a module returns about one key: ids, times, age, expiry, type, whether disabled; never key material."""
     name = str(resource.get("name") or "")
     created = parse_time(resource.get("validAfterTime"))
@@ -196,7 +208,7 @@ def key_summary(resource: Mapping[str, Any], now: float) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- errors
 
 
-def refused(exc: GoogleApiError, what: str, creating_key: bool = False) -> GoogleApiError:
+def refused(exc, what, creating_key=False):  # type: (GoogleApiError, str, bool) -> GoogleApiError
     """``exc`` as an :class:`ApiRefusal` with the fix when an administrator can fix it, else ``exc`` itself."""
     if isinstance(exc, ApiRefusal) or exc.failure_class != API_FAILURE_CLASS:
         return exc
@@ -213,13 +225,11 @@ def refused(exc: GoogleApiError, what: str, creating_key: bool = False) -> Googl
     return ApiRefusal(refusal, message, exc, link)
 
 
-def _call(
-    client: Any, method: str, service: str, path: str, what: str, creating_key: bool = False, **kwargs: Any
-) -> Any:
+def _call(client, method, service, path, what, creating_key=False, **kwargs):  # type: (Any, str, str, str, str, bool, **Any) -> Any
     try:
         return client.request(method, service, path, NO_SUBJECT, ADMIN_SCOPES, **kwargs)
     except GoogleApiError as exc:
-        raise refused(exc, what, creating_key) from None
+        raise_from(refused(exc, what, creating_key), None)
 
 
 # --------------------------------------------------------------------------- keys
@@ -228,12 +238,12 @@ def _call(
 class CreatedKey:
     """A key Google just created: its summary and the JSON key file (``key_file``, the only copy). No key in repr."""
 
-    def __init__(self, summary: Dict[str, Any], key_file: str, metadata: Dict[str, str]) -> None:
+    def __init__(self, summary, key_file, metadata):  # type: (Dict[str, Any], str, Dict[str, str]) -> None
         self.summary = summary
         self.key_file = key_file
         self.metadata = metadata
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "CreatedKey(key_id=%r, fingerprint_sha256=%r)" % (
             self.summary["key_id"],
             self.metadata.get("fingerprint_sha256"),
@@ -241,12 +251,12 @@ class CreatedKey:
 
 
 def list_keys(
-    client: Any,
-    account: str,
-    project_id: Optional[str] = None,
-    key_types: Sequence[str] = ("USER_MANAGED",),
-    now: Optional[float] = None,
-) -> List[Dict[str, Any]]:
+    client,
+    account,
+    project_id=None,
+    key_types=("USER_MANAGED",),
+    now=None,
+):  # type: (Any, str, Optional[str], Sequence[str], Optional[float]) -> List[Dict[str, Any]]
     """The account's keys (of ``key_types``), oldest first, as :func:`key_summary` dicts."""
     # Without keyTypes Google lists every type; with it, only those (repeated parameter).
     params = {"keyTypes": list(key_types)} if key_types else None
@@ -263,7 +273,7 @@ def list_keys(
     return sorted(keys, key=lambda key: (key["valid_after"] or "", key["key_id"]))
 
 
-def find_key(keys: Sequence[Mapping[str, Any]], key_id: str) -> Optional[Dict[str, Any]]:
+def find_key(keys, key_id):  # type: (Sequence[Mapping[str, Any]], str) -> Optional[Dict[str, Any]]
     for key in keys:
         if key["key_id"] == key_id:
             return dict(key)
@@ -271,12 +281,12 @@ def find_key(keys: Sequence[Mapping[str, Any]], key_id: str) -> Optional[Dict[st
 
 
 def create_key(
-    client: Any,
-    account: str,
-    project_id: Optional[str] = None,
-    algorithm: str = DEFAULT_KEY_ALGORITHM,
-    now: Optional[float] = None,
-) -> CreatedKey:
+    client,
+    account,
+    project_id=None,
+    algorithm=DEFAULT_KEY_ALGORITHM,
+    now=None,
+):  # type: (Any, str, Optional[str], str, Optional[float]) -> CreatedKey
     """Create a key (JSON key file type); Google hands out its private half this once."""
     body = _call(
         client,
@@ -291,16 +301,19 @@ def create_key(
         key_file = base64.b64decode(str(body.get("privateKeyData") or ""), validate=True).decode("utf-8")
         metadata = credential_key_metadata(key_file)
     except (binascii.Error, ValueError, CredentialKeyError):
-        raise GoogleApiError(
-            API_FAILURE_CLASS,
-            "Google created a key for %s but its privateKeyData is not a JSON key file (key %s); delete that key."
-            % (account, str(body.get("name") or "?").rsplit("/", 1)[-1]),
-        ) from None
+        raise_from(
+            GoogleApiError(
+                API_FAILURE_CLASS,
+                "Google created a key for %s but its privateKeyData is not a JSON key file (key %s); delete that key."
+                % (account, str(body.get("name") or "?").rsplit("/", 1)[-1]),
+            ),
+            None,
+        )
     summary = key_summary(body, time.time() if now is None else now)
     return CreatedKey(summary, key_file, metadata)
 
 
-def delete_key(client: Any, account: str, key_id: str, project_id: Optional[str] = None) -> bool:
+def delete_key(client, account, key_id, project_id=None):  # type: (Any, str, str, Optional[str]) -> bool
     """Delete a key; False when Google does not know it (already gone)."""
     try:
         _call(client, "DELETE", "iam", key_path(account, key_id, project_id), "delete key %s of %s" % (key_id, account))
@@ -311,7 +324,7 @@ def delete_key(client: Any, account: str, key_id: str, project_id: Optional[str]
     return True
 
 
-def set_key_disabled(client: Any, account: str, key_id: str, disabled: bool, project_id: Optional[str] = None) -> None:
+def set_key_disabled(client, account, key_id, disabled, project_id=None):  # type: (Any, str, str, bool, Optional[str]) -> None
     verb = "disable" if disabled else "enable"
     _call(
         client,
@@ -323,9 +336,7 @@ def set_key_disabled(client: Any, account: str, key_id: str, disabled: bool, pro
     )
 
 
-def plan_key(
-    keys: Sequence[Mapping[str, Any]], held_key_id: Optional[str], max_age_days: Optional[int], force: bool
-) -> Tuple[str, Optional[Dict[str, Any]], str]:
+def plan_key(keys, held_key_id, max_age_days, force):  # type: (Sequence[Mapping[str, Any]], Optional[str], Optional[int], bool) -> Tuple[str, Optional[Dict[str, Any]], str]
     """``state: present`` without a key ID: ``("keep", key, why)`` or ``("create", None, why)``.
 
     The key held at ``dest`` (``held_key_id``) is kept while Google still has it enabled and, with
@@ -368,7 +379,7 @@ def plan_key(
 # --------------------------------------------------------------------------- service accounts and APIs
 
 
-def get_service_account(client: Any, account: str, project_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
+def get_service_account(client, account, project_id=None):  # type: (Any, str, Optional[str]) -> Optional[Dict[str, Any]]
     """The service account resource, or None when it does not exist."""
     try:
         return dict(_call(client, "GET", "iam", account_path(account, project_id), "read service account %s" % account))
@@ -378,10 +389,8 @@ def get_service_account(client: Any, account: str, project_id: Optional[str] = N
         raise
 
 
-def create_service_account(
-    client: Any, project_id: str, account_id: str, display_name: str = "", description: str = ""
-) -> Dict[str, Any]:
-    body: Dict[str, Any] = {"accountId": account_id, "serviceAccount": {}}
+def create_service_account(client, project_id, account_id, display_name="", description=""):  # type: (Any, str, str, str, str) -> Dict[str, Any]
+    body = {"accountId": account_id, "serviceAccount": {}}  # type: Dict[str, Any]
     if display_name:
         body["serviceAccount"]["displayName"] = display_name
     if description:
@@ -398,7 +407,7 @@ def create_service_account(
     )
 
 
-def account_summary(resource: Mapping[str, Any]) -> Dict[str, Any]:
+def account_summary(resource):  # type: (Mapping[str, Any]) -> Dict[str, Any]
     return {
         "email": resource.get("email"),
         "client_id": str(resource.get("oauth2ClientId") or resource.get("uniqueId") or ""),
@@ -409,7 +418,7 @@ def account_summary(resource: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def service_state(client: Any, project_id: str, service: str) -> str:
+def service_state(client, project_id, service):  # type: (Any, str, str) -> str
     """``ENABLED`` or ``DISABLED`` (Service Usage ``services.get``)."""
     body = _call(
         client,
@@ -421,7 +430,7 @@ def service_state(client: Any, project_id: str, service: str) -> str:
     return str(body.get("state") or "STATE_UNSPECIFIED")
 
 
-def enable_service(client: Any, project_id: str, service: str) -> Dict[str, Any]:
+def enable_service(client, project_id, service):  # type: (Any, str, str) -> Dict[str, Any]
     """Enable ``service`` (Service Usage ``services.enable``); returns the long-running operation."""
     return dict(
         _call(
@@ -435,9 +444,9 @@ def enable_service(client: Any, project_id: str, service: str) -> Dict[str, Any]
     )
 
 
-def services_for(features: Sequence[str], extra: Sequence[str] = ()) -> List[str]:
+def services_for(features, extra=()):  # type: (Sequence[str], Sequence[str]) -> List[str]
     """The Service Usage names for ``features`` (keys of :data:`FEATURE_SERVICES`) plus ``extra``, in order."""
-    names: List[str] = []
+    names = []  # type: List[str]
     for feature in features:
         names.extend(FEATURE_SERVICES[feature])
     names.extend(extra)
@@ -448,19 +457,19 @@ def services_for(features: Sequence[str], extra: Sequence[str] = ()) -> List[str
 
 
 def admin_api_client(
-    key_text: Optional[str],
-    token_uri: Optional[str] = None,
-    api_base_url: Optional[str] = None,
-    ca_path: Optional[str] = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
-    adc_loader: Optional[Callable[..., Any]] = None,
-) -> GoogleApiClient:
+    key_text,
+    token_uri=None,
+    api_base_url=None,
+    ca_path=None,
+    timeout=DEFAULT_TIMEOUT,
+    retries=DEFAULT_RETRIES,
+    adc_loader=None,
+):  # type: (Optional[str], Optional[str], Optional[str], Optional[str], float, int, Optional[Callable[..., Any]]) -> GoogleApiClient
     """A REST client acting as the admin credential: ``key_text`` (a service-account key), or ADC when None."""
     session = new_session(ca_path, 4)
-    options: Dict[str, Any] = {"ca_path": ca_path, "timeout": timeout, "retries": retries}
+    options = {"ca_path": ca_path, "timeout": timeout, "retries": retries}  # type: Dict[str, Any]
     if key_text is not None:
-        source: Any = admin_token_source(key_text, token_uri, session=session, **options)
+        source = admin_token_source(key_text, token_uri, session=session, **options)  # type: Any
     else:
         source = AdcTokenSource(session, adc_loader)
     return GoogleApiClient(source, api_base_url=api_base_url, base_urls=SERVICE_ROOTS, session=session, **options)

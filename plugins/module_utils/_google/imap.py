@@ -6,16 +6,24 @@ Failures are imaplib's exception types so that ``failures.classify_imap_failure`
 imapclient alike. Standard library only; parses as Python 3.6.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import imaplib
 import json
 import re
 import socket
-import ssl
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+import ssl  # noqa: F401 - named in type comments
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
 
 
-def xoauth2_error_details(challenge: Union[bytes, str]) -> Optional[Dict[str, Any]]:
+def xoauth2_error_details(challenge):  # type: (Union[bytes, str]) -> Optional[Dict[str, Any]]
     """The JSON error Gmail sends as an XOAUTH2 challenge after a refused token, decoded; None if it is not one.
 
     Gmail answers a bad token with ``+ eyJzdGF0dXMiOiI0MDAiLC...`` (base64 of
@@ -48,19 +56,19 @@ class XOAuth2Exchange:
     challenge with an empty line is what the mechanism specifies, and keeps the server's JSON error.
     """
 
-    def __init__(self, user: str, access_token: str) -> None:
+    def __init__(self, user, access_token):  # type: (str, str) -> None
         self._initial = "user=%s\x01auth=Bearer %s\x01\x01" % (user, access_token)
         self._sent = False
-        self.error_details: Optional[Dict[str, Any]] = None
+        self.error_details = None  # type: Optional[Dict[str, Any]]
 
-    def __call__(self, challenge: bytes) -> str:
+    def __call__(self, challenge):  # type: (bytes) -> str
         if not self._sent:
             self._sent = True
             return self._initial
         self.error_details = xoauth2_error_details(challenge)
         return ""
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "XOAuth2Exchange(sent=%r)" % self._sent
 
 
@@ -72,12 +80,12 @@ _LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}\r\n$")
 _MAX_LINE = 65536
 
 
-def imap_utf7(name: str) -> bytes:
+def imap_utf7(name):  # type: (str) -> bytes
     """A mailbox name in IMAP's modified UTF-7 (RFC 3501 5.1.3)."""
     out = bytearray()
-    pending: List[str] = []
+    pending = []  # type: List[str]
 
-    def flush() -> None:
+    def flush():  # type: () -> None
         if pending:
             encoded = base64.b64encode("".join(pending).encode("utf-16-be")).rstrip(b"=").replace(b"/", b",")
             out.extend(b"&" + encoded + b"-")
@@ -93,7 +101,7 @@ def imap_utf7(name: str) -> bytes:
     return bytes(out)
 
 
-def _quoted(value: bytes) -> bytes:
+def _quoted(value):  # type: (bytes) -> bytes
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
@@ -115,7 +123,7 @@ class ImapConnection:
     ``logout()``, ``shutdown()``.
     """
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext, timeout: Optional[float]) -> None:
+    def __init__(self, host, port, ssl_context, timeout):  # type: (str, int, ssl.SSLContext, Optional[float]) -> None
         raw = socket.create_connection((host, port), timeout=timeout)
         try:
             self._sock = ssl_context.wrap_socket(raw, server_hostname=host)
@@ -124,7 +132,7 @@ class ImapConnection:
             raise
         self._file = self._sock.makefile("rb")
         self._tag = 0
-        self._bye: Optional[str] = None
+        self._bye = None  # type: Optional[str]
         try:
             greeting = self._line()
         except BaseException:
@@ -136,10 +144,10 @@ class ImapConnection:
         found = _GREETING_CAPABILITY.search(greeting)
         self.capabilities = frozenset(found.group(1).upper().split()) if found else frozenset()
 
-    def socket(self) -> ssl.SSLSocket:
+    def socket(self):  # type: () -> ssl.SSLSocket
         return self._sock
 
-    def _line(self) -> bytes:
+    def _line(self):  # type: () -> bytes
         line = self._file.readline(_MAX_LINE)
         if not line:
             raise imaplib.IMAP4.abort(self._bye or "socket error: EOF")
@@ -151,7 +159,7 @@ class ImapConnection:
             literal = _LITERAL_AT_END.search(line)
         return line
 
-    def _command(self, command: bytes, continuation: Optional[Callable[[bytes], bytes]] = None) -> Tuple[bytes, str]:
+    def _command(self, command, continuation=None):  # type: (bytes, Optional[Callable[[bytes], bytes]]) -> Tuple[bytes, str]
         """Send ``command``; ``(OK|NO|BAD, text)`` of its tagged answer. ``continuation`` answers ``+`` lines."""
         self._tag += 1
         tag = b"n%d" % self._tag
@@ -170,10 +178,10 @@ class ImapConnection:
                 if not command.startswith(b"LOGOUT"):
                     raise imaplib.IMAP4.abort(self._bye)
 
-    def sasl_login(self, mechanism: str, exchange: Callable[[bytes], str]) -> None:
+    def sasl_login(self, mechanism, exchange):  # type: (str, Callable[[bytes], str]) -> None
         """``AUTHENTICATE`` with ``exchange(challenge) -> response`` (decoded challenge, response text)."""
 
-        def answer(challenge: bytes) -> bytes:
+        def answer(challenge):  # type: (bytes) -> bytes
             try:
                 decoded = base64.b64decode(challenge)
             except ValueError:
@@ -187,27 +195,27 @@ class ImapConnection:
         if status != b"OK":
             raise imaplib.IMAP4.error(text)
 
-    def select_folder(self, folder: str, readonly: bool = True) -> None:
+    def select_folder(self, folder, readonly=True):  # type: (str, bool) -> None
         verb = b"EXAMINE " if readonly else b"SELECT "
         status, text = self._command(verb + _quoted(imap_utf7(folder)))
         if status != b"OK":
             raise imaplib.IMAP4.error("select failed: %s" % text)
 
-    def logout(self) -> None:
+    def logout(self):  # type: () -> None
         try:
             self._command(b"LOGOUT")
         finally:
             self.shutdown()
 
-    def shutdown(self) -> None:
+    def shutdown(self):  # type: () -> None
         try:
             self._file.close()
         finally:
             self._sock.close()
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "ImapConnection(capabilities=%d, tag=%d)" % (len(self.capabilities), self._tag)
 
 
-def _text(raw: bytes) -> str:
+def _text(raw):  # type: (bytes) -> str
     return raw.decode("utf-8", "replace").strip()

@@ -31,13 +31,23 @@ Why it is built this way:
 Parses as Python 3.6: standard library plus google-auth/requests (through ``token``).
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import math
 import os
 import random
-import ssl
+import ssl  # noqa: F401 - named in type comments
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic, raise_from
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures, report
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     ENDPOINT_IMAP,
@@ -75,33 +85,25 @@ PHASES = ("token", "connect", "auth", "select")
 
 # How a run of checks mints tokens: over the lean keep-alive session, with backoff sleeps that give up
 # rather than pass the current user's deadline. The module (GoogleModule.token_source) uses the same.
-RUN_SOURCE_OPTIONS: Dict[str, Any] = {"sleep": deadline_sleep, "lean": True}
+RUN_SOURCE_OPTIONS = {"sleep": deadline_sleep, "lean": True}  # type: Dict[str, Any]
 
 
 def new_token_source(
-    key_info: Any,
-    scope: str,
-    token_uri: Optional[str] = None,
-    ca_path: Optional[str] = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
-    concurrency: int = DEFAULT_CONCURRENCY,
-) -> DelegatedTokenSource:
+    key_info,
+    scope,
+    token_uri=None,
+    ca_path=None,
+    timeout=DEFAULT_TIMEOUT,
+    retries=DEFAULT_RETRIES,
+    concurrency=DEFAULT_CONCURRENCY,
+):  # type: (Any, str, Optional[str], Optional[str], float, int, int) -> DelegatedTokenSource
     """A token source set up for a run of checks (:data:`RUN_SOURCE_OPTIONS`), one connection per worker.
     Raises ``TokenError``."""
-    return DelegatedTokenSource(
-        key_info,
-        [scope],
-        token_uri=token_uri,
-        ca_path=ca_path,
-        timeout=timeout,
-        retries=retries,
-        max_connections=concurrency,
-        **RUN_SOURCE_OPTIONS,
-    )
+    options = dict(RUN_SOURCE_OPTIONS, token_uri=token_uri, ca_path=ca_path, timeout=timeout, retries=retries)
+    return DelegatedTokenSource(key_info, [scope], max_connections=concurrency, **options)
 
 
-def _ms(seconds: float) -> float:
+def _ms(seconds):  # type: (float) -> float
     return round(seconds * 1000.0, 1)
 
 
@@ -118,22 +120,22 @@ class ImapChecker:
 
     def __init__(
         self,
-        token_source: Any,
-        host: str = DEFAULT_IMAP_HOST,
-        port: int = DEFAULT_IMAP_PORT,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        user_timeout: float = DEFAULT_USER_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        select_mailbox: Optional[str] = DEFAULT_MAILBOX,
-        scopes: Optional[Sequence[str]] = None,
-        backoff_base: float = 1.0,
-        backoff_max: float = 16.0,
-        client_factory: Optional[Callable[..., Any]] = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
+        token_source,
+        host=DEFAULT_IMAP_HOST,
+        port=DEFAULT_IMAP_PORT,
+        ssl_context=None,
+        timeout=DEFAULT_TIMEOUT,
+        user_timeout=DEFAULT_USER_TIMEOUT,
+        retries=DEFAULT_RETRIES,
+        select_mailbox=DEFAULT_MAILBOX,
+        scopes=None,
+        backoff_base=1.0,
+        backoff_max=16.0,
+        client_factory=None,
+        clock=monotonic,
+        sleep=time.sleep,
+        rng=random.random,
+    ):  # type: (Any, str, int, Optional[ssl.SSLContext], float, float, int, Optional[str], Optional[Sequence[str]], float, float, Optional[Callable[..., Any]], Callable[[], float], Callable[[float], None], Callable[[], float]) -> None
         if client_factory is None:
             client_factory = ImapConnection
         self.token_source = token_source
@@ -154,7 +156,7 @@ class ImapChecker:
 
     # ------------------------------------------------------------------ one user
 
-    def check(self, user: str) -> Dict[str, Any]:
+    def check(self, user):  # type: (str) -> Dict[str, Any]
         """Check one user; never raises.
 
         Returns ``{"user", "failure_class", "phase", "message", "attempts", "latency_ms"}`` (plus
@@ -163,9 +165,9 @@ class ImapChecker:
         """
         started = self._clock()
         deadline = started + self.user_timeout
-        latency: Dict[str, float] = {}
+        latency = {}  # type: Dict[str, float]
         attempts = 0
-        token: Optional[str] = None
+        token = None  # type: Optional[str]
         try:
             with user_deadline(deadline):
                 while True:
@@ -207,12 +209,12 @@ class ImapChecker:
                 started,
             )
 
-    def _mint(self, user: str) -> str:
+    def _mint(self, user):  # type: (str) -> str
         if self.scopes is None:
             return self.token_source.token(user)[0]
         return self.token_source.token(user, self.scopes)[0]
 
-    def _remaining(self, deadline: float, phase: str) -> float:
+    def _remaining(self, deadline, phase):  # type: (float, str) -> float
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise ImapFailure(
@@ -224,7 +226,7 @@ class ImapChecker:
             )
         return min(self.timeout, remaining)
 
-    def _imap_session(self, user: str, token: str, deadline: float, latency: Dict[str, float]) -> None:
+    def _imap_session(self, user, token, deadline, latency):  # type: (str, str, float, Dict[str, float]) -> None
         client = None
         phase = "connect"
         try:
@@ -245,7 +247,7 @@ class ImapChecker:
                         failure.msg,
                         ", ".join("%s %s" % item for item in sorted(exchange.error_details.items())),
                     )
-                raise failure from None
+                raise_from(failure, None)
             latency["auth"] = _ms(self._clock() - phase_start)
 
             if self.select_mailbox:
@@ -261,22 +263,22 @@ class ImapChecker:
         except ImapFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport or protocol failure is classified
-            raise classify_imap_failure(exc, phase) from None
+            raise_from(classify_imap_failure(exc, phase), None)
         finally:
             if client is not None:
                 _shutdown_quietly(client)
 
     def _result(
         self,
-        user: str,
-        failure_class: str,
-        phase: Optional[str],
-        message: str,
-        attempts: int,
-        latency: Dict[str, float],
-        started: float,
-        google_error: Optional[str] = None,
-    ) -> Dict[str, Any]:
+        user,
+        failure_class,
+        phase,
+        message,
+        attempts,
+        latency,
+        started,
+        google_error=None,
+    ):  # type: (str, str, Optional[str], str, int, Dict[str, float], float, Optional[str]) -> Dict[str, Any]
         latency = dict(latency)
         latency["total"] = _ms(self._clock() - started)
         result = {
@@ -295,10 +297,10 @@ class ImapChecker:
 
     def run(
         self,
-        users: Sequence[str],
-        concurrency: int = DEFAULT_CONCURRENCY,
-        on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
-    ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+        users,
+        concurrency=DEFAULT_CONCURRENCY,
+        on_result=None,
+    ):  # type: (Sequence[str], int, Optional[Callable[[Dict[str, Any]], None]]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
         """Check ``users`` with at most ``concurrency`` at a time; ``(results in input order, summary)``.
 
         ``on_result`` is called after each user (``report.ProgressFile.record``: see ``pool.run_per_user``).
@@ -317,7 +319,7 @@ class ImapChecker:
         return results, summarize(results, self._clock() - started, workers)
 
 
-def _unreachable(result: Mapping[str, Any]) -> Optional[str]:
+def _unreachable(result):  # type: (Mapping[str, Any]) -> Optional[str]
     """The network class of a failure before the login (the server was never reached), else None."""
     failure_class = result["failure_class"]
     if failure_class in NETWORK_FAILURE_CLASSES and result.get("phase") in ("token", "connect"):
@@ -325,8 +327,8 @@ def _unreachable(result: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
-def _not_tried(breaker: Breaker) -> Callable[[str, Mapping[str, Any]], Dict[str, Any]]:
-    def skip(user: str, cause: Mapping[str, Any]) -> Dict[str, Any]:
+def _not_tried(breaker):  # type: (Breaker) -> Callable[[str, Mapping[str, Any]], Dict[str, Any]]
+    def skip(user, cause):  # type: (str, Mapping[str, Any]) -> Dict[str, Any]
         return {
             "user": user,
             "failure_class": cause["failure_class"],
@@ -340,7 +342,7 @@ def _not_tried(breaker: Breaker) -> Callable[[str, Mapping[str, Any]], Dict[str,
     return skip
 
 
-def _authenticate(client: Any, exchange: XOAuth2Exchange, user: str, token: str) -> None:
+def _authenticate(client, exchange, user, token):  # type: (Any, XOAuth2Exchange, str, str) -> None
     sasl_login = getattr(client, "sasl_login", None)
     if sasl_login is not None:
         sasl_login("XOAUTH2", exchange)
@@ -348,7 +350,7 @@ def _authenticate(client: Any, exchange: XOAuth2Exchange, user: str, token: str)
         client.oauth2_login(user, token)
 
 
-def _logout_quietly(client: Any, timeout: float) -> None:
+def _logout_quietly(client, timeout):  # type: (Any, float) -> None
     # The verdict is in; a server that drops the connection at LOGOUT changes nothing.
     try:
         client.socket().settimeout(min(timeout, 5.0))
@@ -357,23 +359,23 @@ def _logout_quietly(client: Any, timeout: float) -> None:
         _shutdown_quietly(client)
 
 
-def _shutdown_quietly(client: Any) -> None:
+def _shutdown_quietly(client):  # type: (Any) -> None
     try:
         client.shutdown()
     except Exception:  # noqa: BLE001, S110 - the connection is being abandoned anyway
         pass
 
 
-def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+def _percentile(sorted_values, fraction):  # type: (Sequence[float], float) -> float
     if not sorted_values:
         return 0.0
     index = max(0, min(len(sorted_values) - 1, math.ceil(fraction * len(sorted_values)) - 1))
     return sorted_values[index]
 
 
-def summarize(results: Sequence[Mapping[str, Any]], duration: float, concurrency: int) -> Dict[str, Any]:
+def summarize(results, duration, concurrency):  # type: (Sequence[Mapping[str, Any]], float, int) -> Dict[str, Any]
     """``failures.summarize`` plus the concurrency and per-phase latency percentiles (p50, p95, max)."""
-    samples: Dict[str, List[float]] = {phase: [] for phase in (*PHASES, "total")}
+    samples = {phase: [] for phase in tuple(PHASES) + ("total",)}  # type: Dict[str, List[float]]
     for result in results:
         for phase, value in result.get("latency_ms", {}).items():
             if phase in samples:
@@ -392,7 +394,7 @@ def summarize(results: Sequence[Mapping[str, Any]], duration: float, concurrency
     return summary
 
 
-def summary_message(summary: Mapping[str, Any], threshold_text: str, exceeded: bool) -> str:
+def summary_message(summary, threshold_text, exceeded):  # type: (Mapping[str, Any], str, bool) -> str
     """The task's ``msg``: how many logins worked, how fast, and what failed against ``fail_threshold``."""
     text = "IMAP login ok for %d of %d users in %.1f s (%.0f users/s)" % (
         summary["ok"],
@@ -410,7 +412,7 @@ def summary_message(summary: Mapping[str, Any], threshold_text: str, exceeded: b
     return text + " See failed_users; docs/imap-check.md explains each class."
 
 
-def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], write_report: bool) -> Dict[str, Any]:
+def run_check(source, users, params, write_report):  # type: (Any, Sequence[str], Mapping[str, Any], bool) -> Dict[str, Any]
     """The ``imap_check`` module's run over clean ``users``: its result without ``msg`` and ``failed``.
 
     ``source``: a token source as :func:`new_token_source` makes it (closed here). ``params``: the
@@ -425,7 +427,7 @@ def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], writ
         ssl_context = ssl_context_for(params["ca_path"] or True)
     except (OSError, ValueError) as exc:
         source.close()
-        raise failures.GoogleFailure("tls", "Cannot load ca_path %s: %s." % (params["ca_path"], exc)) from None
+        raise_from(failures.GoogleFailure("tls", "Cannot load ca_path %s: %s." % (params["ca_path"], exc)), None)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     progress = None
     if params["report_path"] and write_report:
@@ -446,12 +448,12 @@ def run_check(source: Any, users: Sequence[str], params: Mapping[str, Any], writ
         source.close()
         if progress is not None:
             progress.close()
-    result: Dict[str, Any] = dict(
+    result = dict(
         summary=summary,
         failed_users=failures.failed_users(results),
         client_id=source.client_id,
         client_email=source.client_email,
-    )
+    )  # type: Dict[str, Any]
     if params["return_results"]:
         result["results"] = results
     if params["report_path"] and write_report:

@@ -17,7 +17,14 @@ Reading the policy is a diagnostic: when it cannot be read, :func:`read_imap_pol
 and leaves failing to the caller.
 """
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, List, Mapping, Optional, Sequence  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import SCOPE_POLICIES_READONLY
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
@@ -39,7 +46,7 @@ ADMIN_ROLES_URL = "https://admin.google.com/ac/roles"
 IMAP_SETTING_CONSOLE_PATH = ADMIN_CONSOLE_IMAP_PAGE
 
 
-def policy_filter(customer: Optional[str]) -> str:
+def policy_filter(customer):  # type: (Optional[str]) -> str
     """The ``policies.list`` filter: the IMAP setting type, and the customer when one is named."""
     text = "setting.type.matches('%s')" % POLICY_TYPE
     if customer:
@@ -48,10 +55,10 @@ def policy_filter(customer: Optional[str]) -> str:
     return text
 
 
-def list_policies(client: Any, subject: str, customer: Optional[str]) -> List[Dict[str, Any]]:
+def list_policies(client, subject, customer):  # type: (Any, str, Optional[str]) -> List[Dict[str, Any]]
     """Every IMAP access policy, following ``nextPageToken``. Raises TokenError / GoogleApiError."""
-    policies: List[Dict[str, Any]] = []
-    params: Dict[str, Any] = {"filter": policy_filter(customer), "pageSize": PAGE_SIZE}
+    policies = []  # type: List[Dict[str, Any]]
+    params = {"filter": policy_filter(customer), "pageSize": PAGE_SIZE}  # type: Dict[str, Any]
     for _page in range(MAX_PAGES):
         answer = client.request("GET", "cloudidentity", POLICIES_PATH, subject, SCOPES, params=dict(params))
         if not isinstance(answer, Mapping):
@@ -66,14 +73,14 @@ def list_policies(client: Any, subject: str, customer: Optional[str]) -> List[Di
     return policies
 
 
-def _org_unit_id(value: Any) -> Optional[str]:
+def _org_unit_id(value):  # type: (Any) -> Optional[str]
     if not value:
         return None
     text = str(value)
     return text[len("orgUnits/") :] if text.startswith("orgUnits/") else text
 
 
-def policy_info(policy: Mapping[str, Any]) -> Dict[str, Any]:
+def policy_info(policy):  # type: (Mapping[str, Any]) -> Dict[str, Any]
     """One policy as the module returns it."""
     query = policy.get("policyQuery") or {}
     value = (policy.get("setting") or {}).get("value") or {}
@@ -89,7 +96,7 @@ def policy_info(policy: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def summarize_policies(policies: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+def summarize_policies(policies):  # type: (Sequence[Mapping[str, Any]]) -> Dict[str, Any]
     """``imap_access`` (enabled / disabled / mixed / unknown), ``imap_enabled`` and the per-policy list."""
     infos = [policy_info(policy) for policy in policies]
     values = [info["enabled"] for info in infos if info["enabled"] is not None]
@@ -110,7 +117,7 @@ def summarize_policies(policies: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     }
 
 
-def verdict_message(summary: Mapping[str, Any]) -> str:
+def verdict_message(summary):  # type: (Mapping[str, Any]) -> str
     verdict = summary["imap_access"]
     if verdict == "enabled":
         return "IMAP access is enabled for the domain (%d policy/policies)." % len(summary["policies"])
@@ -136,9 +143,9 @@ def verdict_message(summary: Mapping[str, Any]) -> str:
     )
 
 
-def read_imap_policy(client: Any, subject: str, customer: Optional[str]) -> Dict[str, Any]:
+def read_imap_policy(client, subject, customer):  # type: (Any, str, Optional[str]) -> Dict[str, Any]
     """The verdict, or why the policy could not be read; never raises for Google's answers."""
-    result: Dict[str, Any] = {
+    result = {
         "policy_readable": False,
         "imap_access": "unknown",
         "imap_enabled": None,
@@ -150,7 +157,7 @@ def read_imap_policy(client: Any, subject: str, customer: Optional[str]) -> Dict
         "message": "",
         "http_status": None,
         "admin_console_url": None,
-    }
+    }  # type: Dict[str, Any]
     try:
         policies = list_policies(client, subject, customer)
     except TokenError as exc:
@@ -186,7 +193,7 @@ def read_imap_policy(client: Any, subject: str, customer: Optional[str]) -> Dict
     return result
 
 
-def _scope_missing(result: Dict[str, Any], client: Any, said: str) -> Dict[str, Any]:
+def _scope_missing(result, client, said):  # type: (Dict[str, Any], Any, str) -> Dict[str, Any]
     url = admin_console_url(getattr(client, "client_id", ""), CONSOLE_SCOPES)
     result["failure_class"] = "token_unauthorized_scope"
     result["reason"] = "unauthorized_scope"

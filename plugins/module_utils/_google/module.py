@@ -23,9 +23,17 @@ It does once what each Google-facing module did by hand::
 Parses as Python 3.6.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, List, Optional, Sequence  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -50,7 +58,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import UsersError
 
 
-def google_argument_spec() -> Dict[str, Dict[str, Any]]:
+def google_argument_spec():  # type: () -> Dict[str, Dict[str, Any]]
     """Options of every module that talks to Google (doc fragment ``nupoint.gworkspace.google``)."""
     return dict(
         token_uri=dict(type="str", no_log=False),  # a URL; "token" in the name only looks secret
@@ -74,19 +82,14 @@ class GoogleModule(AnsibleModule):
     Google-facing module either reads or computes its change before making it.
     """
 
-    def __init__(
-        self,
-        argument_spec: Dict[str, Dict[str, Any]],
-        mutually_exclusive: Optional[Sequence[Sequence[str]]] = None,
-        supports_check_mode: bool = True,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, argument_spec, mutually_exclusive=None, supports_check_mode=True, **kwargs):
+        # type: (Dict[str, Dict[str, Any]], Optional[Sequence[Sequence[str]]], bool, **Any) -> None
         spec = key_source_argument_spec()
         spec.update(google_argument_spec())
         spec.update(argument_spec)
-        exclusive: List[Sequence[str]] = list(key_source_mutually_exclusive())
+        exclusive = list(key_source_mutually_exclusive())  # type: List[Sequence[str]]
         exclusive.extend(mutually_exclusive or [])
-        super().__init__(
+        super(GoogleModule, self).__init__(
             argument_spec=spec, mutually_exclusive=exclusive, supports_check_mode=supports_check_mode, **kwargs
         )
         missing = missing_google_library(signing=self.params["presigned"] is None)
@@ -99,15 +102,15 @@ class GoogleModule(AnsibleModule):
 
     # ------------------------------------------------------------------ the key, tokens, API clients
 
-    def key_text(self) -> str:
+    def key_text(self):  # type: () -> str
         """The JSON key (from the action plugin, or the node's ``path``); raises ``KeyValidationError``."""
         return read_key_text(self.params)
 
-    def _connection(self) -> Dict[str, Any]:
+    def _connection(self):  # type: () -> Dict[str, Any]
         """The connection options every token source and API client of the task shares."""
         return {name: self.params[name] for name in ("ca_path", "timeout", "retries")}
 
-    def token_source(self, scopes: Sequence[str], max_connections: int = 10, **kwargs: Any) -> DelegatedTokenSource:
+    def token_source(self, scopes, max_connections=10, **kwargs):  # type: (Sequence[str], int, **Any) -> DelegatedTokenSource
         """A token source over the task's key (or the controller's assertions) and connection options.
 
         ``kwargs`` go to the source as they are (``lean=True`` for the standard-library session).
@@ -121,13 +124,13 @@ class GoogleModule(AnsibleModule):
             self.key_text(), scopes, token_uri=self.params["token_uri"], max_connections=max_connections, **options
         )
 
-    def api_client(self, scopes: Sequence[str], max_connections: int = 10) -> GoogleApiClient:
+    def api_client(self, scopes, max_connections=10):  # type: (Sequence[str], int) -> GoogleApiClient
         """A REST client whose token source shares its one pooled session."""
         session = new_session(self.params["ca_path"], max_connections)
         source = self.token_source(scopes, max_connections, session=session)
         return GoogleApiClient(source, api_base_url=self.params["api_base_url"], session=session, **self._connection())
 
-    def admin_api_client(self) -> GoogleApiClient:
+    def admin_api_client(self):  # type: () -> GoogleApiClient
         """A REST client acting as an administrator's own credential (IAM, Service Usage): the task's key when
         one is given, else the controller's Application Default Credentials."""
         key_text = None if no_key_message(self.params) else self.key_text()
@@ -137,7 +140,7 @@ class GoogleModule(AnsibleModule):
 
     # ------------------------------------------------------------------ running the module
 
-    def run(self, body: Callable[[], Dict[str, Any]]) -> None:
+    def run(self, body):  # type: (Callable[[], Dict[str, Any]]) -> None
         """Call ``body()`` and exit with its result: failed when the result says ``failed``.
 
         Every collection exception becomes one ``fail_json`` with its message and its public details.

@@ -22,13 +22,25 @@ Why it is built this way:
 Standard library only; parses as Python 3.6.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar  # noqa: F401  # novermin
+
+    # Type aliases for the type comments.
+    Item = TypeVar("Item")
+    Result = Dict[str, Any]
+except ImportError:  # pragma: no cover
+    pass
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import TokenError, hint
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import parse_http_date
 
@@ -37,8 +49,6 @@ MAX_CONCURRENCY = 256
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_MAX = 32.0
 
-Item = TypeVar("Item")
-Result = Dict[str, Any]
 
 _local = threading.local()
 
@@ -47,17 +57,17 @@ _local = threading.local()
 
 
 def backoff_delay(
-    retry_number: int,
-    base: float = DEFAULT_BACKOFF_BASE,
-    cap: float = DEFAULT_BACKOFF_MAX,
-    rng: Callable[[], float] = random.random,
-) -> float:
+    retry_number,
+    base=DEFAULT_BACKOFF_BASE,
+    cap=DEFAULT_BACKOFF_MAX,
+    rng=random.random,
+):  # type: (int, float, float, Callable[[], float]) -> float
     """Seconds to wait before retry ``retry_number`` (1-based): ``base * 2**(n-1)``, capped, +-50 % jitter."""
     delay = min(cap, base * (2 ** (retry_number - 1)))
     return delay * (0.5 + rng())
 
 
-def retry_after_seconds(value: Optional[str], cap: float = DEFAULT_BACKOFF_MAX) -> Optional[float]:
+def retry_after_seconds(value, cap=DEFAULT_BACKOFF_MAX):  # type: (Optional[str], float) -> Optional[float]
     """A ``Retry-After`` header in seconds (delta-seconds or HTTP date), capped; None when absent or odd."""
     if not value:
         return None
@@ -73,13 +83,13 @@ def retry_after_seconds(value: Optional[str], cap: float = DEFAULT_BACKOFF_MAX) 
 # --------------------------------------------------------------------------- deadlines
 
 
-def current_deadline() -> Optional[float]:
+def current_deadline():  # type: () -> Optional[float]
     """This thread's per-user deadline (a ``time.monotonic()`` value) while one is set, else None."""
     return getattr(_local, "deadline", None)
 
 
 @contextmanager
-def user_deadline(at: float) -> Iterator[None]:
+def user_deadline(at):  # type: (float) -> Iterator[None]
     """Within the block, :func:`deadline_sleep` on this thread will not sleep past ``at`` (monotonic)."""
     previous = current_deadline()
     _local.deadline = at
@@ -89,14 +99,14 @@ def user_deadline(at: float) -> Iterator[None]:
         _local.deadline = previous
 
 
-def deadline_sleep(seconds: float) -> None:
+def deadline_sleep(seconds):  # type: (float) -> None
     """``time.sleep`` that will not sleep past the current user's deadline: it raises ``TokenError(timeout)``.
 
     The token source's backoff sleeps go through it when it serves a per-user run. Outside a
     :func:`user_deadline` block it is plain ``time.sleep``.
     """
     until = current_deadline()
-    if until is not None and time.monotonic() + seconds > until:
+    if until is not None and monotonic() + seconds > until:
         raise TokenError(
             "timeout",
             "The token endpoint kept failing and the next retry would pass this user's time limit (user_timeout). %s"
@@ -117,15 +127,15 @@ class Breaker:
     tripped, :attr:`cause` is the result that tripped it. Thread-safe.
     """
 
-    def __init__(self, threshold: int, reason: Callable[[Mapping[str, Any]], Optional[str]]) -> None:
+    def __init__(self, threshold, reason):  # type: (int, Callable[[Mapping[str, Any]], Optional[str]]) -> None
         self.threshold = max(1, int(threshold))
-        self.cause: Optional[Result] = None
+        self.cause = None  # type: Optional[Result]
         self._reason = reason
         self._streak = 0
-        self._last: Optional[str] = None
+        self._last = None  # type: Optional[str]
         self._lock = threading.Lock()
 
-    def record(self, result: Mapping[str, Any]) -> None:
+    def record(self, result):  # type: (Mapping[str, Any]) -> None
         why = self._reason(result)
         with self._lock:
             if why is not None and why == self._last:
@@ -141,21 +151,57 @@ class Breaker:
 # --------------------------------------------------------------------------- the runner
 
 
-def workers_for(concurrency: int, count: int) -> int:
+def workers_for(concurrency, count):  # type: (int, int) -> int
     """How many threads a run of ``count`` items at ``concurrency`` uses (1 to :data:`MAX_CONCURRENCY`)."""
     return max(1, min(int(concurrency), MAX_CONCURRENCY, count or 1))
 
 
+def _run_threads(one, indexes, workers, name):  # type: (Callable[[int], None], List[int], int, str) -> None
+    """``one(index)`` for every index on ``workers`` threads that take the next index as they finish one.
+
+    Plain ``threading`` (``concurrent.futures`` is not in Python 2.7's standard library). The first
+    exception a worker meets stops every worker from taking more work and is raised here after all of
+    them have ended, so no thread outlives the call.
+    """
+    pending = iter(indexes)
+    lock = threading.Lock()
+    errors = []  # type: List[BaseException]
+
+    def worker():  # type: () -> None
+        while True:
+            with lock:
+                if errors:
+                    return
+                index = next(pending, None)
+            if index is None:
+                return
+            try:
+                one(index)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread below
+                with lock:
+                    errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker, name="%s-%d" % (name, number)) for number in range(workers)]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def run_per_user(
-    items: Sequence[Item],
-    work: Callable[[Item], Result],
-    concurrency: int = DEFAULT_CONCURRENCY,
-    breaker: Optional[Breaker] = None,
-    skip: Optional[Callable[[Item, Result], Result]] = None,
-    probe_first: bool = False,
-    name: str = "per_user",
-    on_result: Optional[Callable[[Result], None]] = None,
-) -> List[Result]:
+    items,
+    work,
+    concurrency=DEFAULT_CONCURRENCY,
+    breaker=None,
+    skip=None,
+    probe_first=False,
+    name="per_user",
+    on_result=None,
+):  # type: (Sequence[Item], Callable[[Item], Result], int, Optional[Breaker], Optional[Callable[[Item, Result], Result]], bool, str, Optional[Callable[[Result], None]]) -> List[Result]
     """``work(item)`` for every item, at most ``concurrency`` at a time; the results in input order.
 
     ``work`` must not raise (each per-user function turns its failures into a result). With a
@@ -165,9 +211,9 @@ def run_per_user(
     ``on_result(result)`` is called on the worker's thread after each item, skipped ones included (for
     progress: it must be cheap and thread-safe, and must not raise).
     """
-    results: List[Optional[Result]] = [None] * len(items)
+    results = [None] * len(items)  # type: List[Optional[Result]]
 
-    def one(index: int) -> None:
+    def one(index):  # type: (int) -> None
         item = items[index]
         cause = breaker.cause if breaker is not None else None
         if cause is not None and skip is not None:
@@ -188,7 +234,5 @@ def run_per_user(
         for index in indexes:
             one(index)
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
-            for future in as_completed([pool.submit(one, index) for index in indexes]):
-                future.result()
+        _run_threads(one, indexes, workers, name)
     return [result for result in results if result is not None]

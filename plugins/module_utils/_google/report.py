@@ -12,14 +12,22 @@ rewrite": it is appended to, one short line about every second, because ``tail -
 opened, and a file replaced by a rename would freeze it. It holds counts only, no user.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import csv
 import io
 import json
 import os
 import threading
-import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import monotonic
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import report_html
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 
@@ -37,7 +45,7 @@ REPORT_FIELDS = (
 )
 
 
-def report_paths(report_path: str) -> Tuple[str, str]:
+def report_paths(report_path):  # type: (str) -> Tuple[str, str]
     """``(json_path, csv_path)``: the JSON at ``report_path``, the CSV next to it with a ``.csv`` suffix."""
     root, extension = os.path.splitext(report_path)
     if extension.lower() == ".json":
@@ -47,12 +55,12 @@ def report_paths(report_path: str) -> Tuple[str, str]:
     return report_path, report_path + ".csv"
 
 
-def html_report_path(report_path: str) -> str:
+def html_report_path(report_path):  # type: (str) -> str
     """The HTML report's path: next to the JSON report, with an ``.html`` suffix."""
     return os.path.splitext(report_paths(report_path)[0])[0] + ".html"
 
 
-def progress_path(report_path: str) -> str:
+def progress_path(report_path):  # type: (str) -> str
     """The progress file's path: ``report_path`` + ``.progress``."""
     return report_path + ".progress"
 
@@ -61,9 +69,9 @@ def progress_path(report_path: str) -> str:
 HEADER_META_FIELDS = ("host", "domain", "fingerprint_sha256", "clock_offset_seconds")
 
 
-def header_meta(extra: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+def header_meta(extra):  # type: (Optional[Mapping[str, Any]]) -> Dict[str, Any]
     """The known, non-empty fields of ``extra`` (:data:`HEADER_META_FIELDS`), as text or, for the offset, a number."""
-    meta: Dict[str, Any] = {}
+    meta = {}  # type: Dict[str, Any]
     for name, value in (extra or {}).items():
         if name not in HEADER_META_FIELDS or value is None or value == "":
             continue
@@ -77,9 +85,7 @@ def header_meta(extra: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     return meta
 
 
-def report_documents(
-    results: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], meta: Mapping[str, Any]
-) -> Tuple[bytes, bytes]:
+def report_documents(results, summary, meta):  # type: (Sequence[Mapping[str, Any]], Mapping[str, Any], Mapping[str, Any]) -> Tuple[bytes, bytes]
     """The JSON and CSV reports' bytes. The CSV has one row per user (:data:`REPORT_FIELDS`)."""
     document = {"meta": dict(meta), "summary": dict(summary), "results": list(results)}
     json_bytes = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
@@ -105,15 +111,13 @@ def report_documents(
     return json_bytes, buffer.getvalue().encode("utf-8")
 
 
-def _csv_safe(value: Any) -> str:
+def _csv_safe(value):  # type: (Any) -> str
     # A cell starting with = + - @ is a formula to spreadsheet programs; server texts are not ours to trust.
     text = str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-def write_report(
-    report_path: str, results: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], meta: Mapping[str, Any]
-) -> Dict[str, str]:
+def write_report(report_path, results, summary, meta):  # type: (str, Sequence[Mapping[str, Any]], Mapping[str, Any], Mapping[str, Any]) -> Dict[str, str]
     """Write the JSON, CSV and HTML reports (atomically, mode 0600); return ``{"json", "csv", "html"}`` paths."""
     json_path, csv_path = report_paths(report_path)
     html_path = html_report_path(report_path)
@@ -128,7 +132,7 @@ def write_report(
 # --------------------------------------------------------------------------- progress
 
 
-def progress_line(done: int, total: int, failed: int, elapsed: float, finished: bool = False) -> str:
+def progress_line(done, total, failed, elapsed, finished=False):  # type: (int, int, int, float, bool) -> str
     """``"1200 / 2500 checked, 3 failed, 41 s left"``: the left time from the rate so far."""
     text = "%d / %d checked, %d failed" % (done, total, failed)
     if finished:
@@ -146,9 +150,7 @@ class ProgressFile:
     to write progress never fails the run (the file is a courtesy; the report is the result).
     """
 
-    def __init__(
-        self, path: str, total: int, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, path, total, interval=1.0, clock=monotonic):  # type: (str, int, float, Callable[[], float]) -> None
         self.path = path
         self.total = total
         self.interval = interval
@@ -159,7 +161,7 @@ class ProgressFile:
         self._last_write = self._started
         self._count_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._fd: Optional[int] = None
+        self._fd = None  # type: Optional[int]
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
             os.fchmod(self._fd, 0o600)
@@ -167,7 +169,7 @@ class ProgressFile:
             self._fd = None
         self._write(progress_line(0, total, 0, 0.0))
 
-    def record(self, result: Mapping[str, Any]) -> None:
+    def record(self, result):  # type: (Mapping[str, Any]) -> None
         now = self._clock()
         with self._count_lock:
             self.done += 1
@@ -183,7 +185,7 @@ class ProgressFile:
             finally:
                 self._write_lock.release()
 
-    def close(self) -> None:
+    def close(self):  # type: () -> None
         """Write the final line and close the file."""
         with self._write_lock:
             self._write(progress_line(self.done, self.total, self.failed, self._clock() - self._started, True))
@@ -194,7 +196,7 @@ class ProgressFile:
                     pass
                 self._fd = None
 
-    def _write(self, line: str) -> None:
+    def _write(self, line):  # type: (str) -> None
         # One write() of one short line on an O_APPEND descriptor: a reader never sees half of it.
         if self._fd is None:
             return

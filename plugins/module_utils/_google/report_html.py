@@ -23,12 +23,20 @@ The fleet page (:func:`fleet_index`) takes several JSON reports (``report.report
 and links each host's own HTML report.
 """
 
-import html
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import html_escape
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
 
 # The collection's version, for the report's header (the module runs on MSL without galaxy.yml;
@@ -162,29 +170,29 @@ _SCRIPT = """
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+def _e(value):  # type: (Any) -> str
+    return html_escape("" if value is None else str(value))
 
 
-def _number(value: Any) -> str:
+def _number(value):  # type: (Any) -> str
     if isinstance(value, float):
         return ("%.1f" % value).rstrip("0").rstrip(".") if value != int(value) else "%d" % value
     return _e(value)
 
 
-def domain_of(users: Iterable[str]) -> str:
+def domain_of(users):  # type: (Iterable[str]) -> str
     """The domain most users belong to (the Workspace domain the report is about); empty when none."""
     domains = Counter(user.rpartition("@")[2].lower() for user in users if "@" in user)
     return domains.most_common(1)[0][0] if domains else ""
 
 
-def fix_for(failure_class: str, phase: Optional[str]) -> str:
+def fix_for(failure_class, phase):  # type: (str, Optional[str]) -> str
     """What fixes ``failure_class``, worded for where it happened: ``failures.hint``, the one vocabulary."""
     endpoint = failures.ENDPOINT_TOKEN if phase in (None, "token") else failures.ENDPOINT_IMAP
     return failures.hint(failure_class, endpoint)
 
 
-def _page(title: str, header: str, body: str, script: str = "") -> str:
+def _page(title, header, body, script=""):  # type: (str, str, str, str) -> str
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta http-equiv="Content-Security-Policy" content="%s">\n'
@@ -203,19 +211,19 @@ def _page(title: str, header: str, body: str, script: str = "") -> str:
     )
 
 
-def _facts(rows: Sequence[Any]) -> str:
+def _facts(rows):  # type: (Sequence[Any]) -> str
     items = "".join("<dt>%s</dt><dd>%s</dd>" % (_e(name), _e(value)) for name, value in rows if value not in (None, ""))
     return '<dl class="facts">%s</dl>' % items
 
 
-def _class_badge(failure_class: str) -> str:
+def _class_badge(failure_class):  # type: (str) -> str
     return '<span class="cls" style="background:%s">%s</span>' % (
         CLASS_COLOURS.get(failure_class, "#455a64"),
         _e(failure_class),
     )
 
 
-def class_chart(by_class: Mapping[str, int], link: bool = True) -> str:
+def class_chart(by_class, link=True):  # type: (Mapping[str, int], bool) -> str
     """An inline SVG bar chart of users per class (classes with users only), readable without script."""
     counts = [(name, int(count)) for name, count in by_class.items() if count]
     order = {name: index for index, name in enumerate(failures.FAILURE_CLASSES)}
@@ -265,7 +273,7 @@ def class_chart(by_class: Mapping[str, int], link: bool = True) -> str:
     return "".join(parts)
 
 
-def _latency_table(latency: Mapping[str, Mapping[str, Any]]) -> str:
+def _latency_table(latency):  # type: (Mapping[str, Mapping[str, Any]]) -> str
     rows = []
     for phase in LATENCY_PHASES:
         values = latency.get(phase)
@@ -282,8 +290,8 @@ def _latency_table(latency: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def _fix_table(failed: Sequence[Mapping[str, Any]]) -> str:
-    by_class: Dict[str, List[Mapping[str, Any]]] = {}
+def _fix_table(failed):  # type: (Sequence[Mapping[str, Any]]) -> str
+    by_class = {}  # type: Dict[str, List[Mapping[str, Any]]]
     for result in failed:
         by_class.setdefault(result["failure_class"], []).append(result)
     rows = []
@@ -304,7 +312,7 @@ def _fix_table(failed: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _failed_table(failed: Sequence[Mapping[str, Any]]) -> str:
+def _failed_table(failed):  # type: (Sequence[Mapping[str, Any]]) -> str
     classes = sorted({result["failure_class"] for result in failed})
     options = "".join('<option value="%s">%s</option>' % (_e(name), _e(name)) for name in classes)
     controls = (
@@ -363,14 +371,14 @@ def _failed_table(failed: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _seconds(value: Any) -> str:
+def _seconds(value):  # type: (Any) -> str
     try:
         return "%+.3f s" % float(value)
     except (TypeError, ValueError):
         return ""
 
 
-def report_header_facts(meta: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> List[Any]:
+def report_header_facts(meta, results):  # type: (Mapping[str, Any], Sequence[Mapping[str, Any]]) -> List[Any]
     """``(label, value)`` rows of the report's header; values that are not known are left out."""
     fingerprint = meta.get("fingerprint_sha256")
     return [
@@ -392,7 +400,7 @@ def report_header_facts(meta: Mapping[str, Any], results: Sequence[Mapping[str, 
     ]
 
 
-def render_report(results: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+def render_report(results, summary, meta):  # type: (Sequence[Mapping[str, Any]], Mapping[str, Any], Mapping[str, Any]) -> str
     """The HTML report of one run, as text: self-contained, every server text escaped."""
     failed = [result for result in results if result["failure_class"] != failures.OK]
     facts = report_header_facts(meta, results)
@@ -440,14 +448,14 @@ def render_report(results: Sequence[Mapping[str, Any]], summary: Mapping[str, An
 # --------------------------------------------------------------------------- the fleet page
 
 
-def fleet_index(entries: Sequence[Mapping[str, Any]]) -> str:
+def fleet_index(entries):  # type: (Sequence[Mapping[str, Any]]) -> str
     """One page over several hosts' runs.
 
     ``entries``: ``{"host": name, "document": the JSON report (meta, summary, results), "href": link to
     the host's HTML report or None}``, in the order to show. The page shows the fleet's totals per class
     (chart) and one row per host with its counts, its most common failure classes and the link.
     """
-    totals: Dict[str, int] = dict.fromkeys(failures.FAILURE_CLASSES, 0)
+    totals = dict.fromkeys(failures.FAILURE_CLASSES, 0)  # type: Dict[str, int]
     rows = []
     fleet_total = fleet_failed = 0
     for entry in entries:
@@ -502,7 +510,7 @@ def fleet_index(entries: Sequence[Mapping[str, Any]]) -> str:
     return _page("IMAP access check - %d hosts" % len(entries), header, body)
 
 
-def fleet_entries(report_paths: Sequence[Mapping[str, str]], dest: str) -> List[Dict[str, Any]]:
+def fleet_entries(report_paths, dest):  # type: (Sequence[Mapping[str, str]], str) -> List[Dict[str, Any]]
     """Read each host's JSON report: ``report_paths`` items are ``{"host", "json", "html"}`` (``html`` optional).
 
     Links are made relative to ``dest``'s directory, so the fetched tree can be moved or zipped.

@@ -29,14 +29,28 @@ the standard library's, which ``failures.classify_network_error`` classifies lik
 Parses as Python 3.6; ``requests`` is needed for ``lean=False`` only (import guarded).
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
-import http.client
 import os
 import ssl
 import threading
 import traceback
-from typing import Any, Dict, List, Optional, Tuple, Union
-from urllib.parse import unquote, urlsplit
+
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Dict, List, Optional, Tuple, Union  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import (
+    RemoteDisconnected,
+    http_client,
+    is_stale_connection_error,
+    unquote,
+    urlsplit,
+)
 
 try:
     import requests
@@ -44,8 +58,8 @@ try:
     from requests.utils import get_environ_proxies
 except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
     HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR: Optional[str] = traceback.format_exc()
-    _SessionBase: Any = object
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()  # type: Optional[str]
+    _SessionBase = object  # type: Any
     get_environ_proxies = None  # type: ignore[assignment]
 else:
     HAS_REQUESTS = True
@@ -56,22 +70,26 @@ DEFAULT_MAX_CONNECTIONS = 10
 
 USER_AGENT = "nupoint.gworkspace (python http.client)"
 # A kept-alive connection the server closed shows up as one of these on the next request.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def _is_stale(exc):  # type: (BaseException) -> bool
+    """The server closed a kept-alive connection: the request is sent again once, on a new connection."""
+    return isinstance(exc, RemoteDisconnected) or is_stale_connection_error(exc)
 
 
 class Response:
     """What google-auth's transport adapter reads: ``status_code``, ``headers`` (case-insensitive), ``content``."""
 
-    def __init__(self, status_code: int, headers: Any, content: bytes) -> None:
+    def __init__(self, status_code, headers, content):  # type: (int, Any, bytes) -> None
         self.status_code = status_code
         self.headers = headers
         self.content = content
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "Response(%d, %d bytes)" % (self.status_code, len(self.content))
 
 
-def ssl_context_for(verify: Union[bool, str, None]) -> ssl.SSLContext:
+def ssl_context_for(verify):  # type: (Union[bool, str, None]) -> ssl.SSLContext
     """A verifying client context: ``True``/None = system store, a file = CA bundle, a directory = CA path.
 
     The one TLS client context factory of the collection: the lean session and the IMAP client use it.
@@ -92,27 +110,18 @@ class KeepAliveSession:
     (requests' format, e.g. from ``requests.utils.get_environ_proxies(url)``), resolved once by the caller.
     """
 
-    def __init__(self, verify: Union[bool, str] = True, proxies: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, verify=True, proxies=None):  # type: (Union[bool, str], Optional[Dict[str, str]]) -> None
         self.verify = verify
         self.proxies = dict(proxies or {})
-        self._contexts: Dict[Any, ssl.SSLContext] = {}
+        self._contexts = {}  # type: Dict[Any, ssl.SSLContext]
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: List[http.client.HTTPConnection] = []
+        self._connections = []  # type: List[http_client.HTTPConnection]
 
     # ------------------------------------------------------------------ requests.Session's surface
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        data: Any = None,
-        headers: Optional[Dict[str, str]] = None,
-        timeout: Optional[float] = None,
-        allow_redirects: bool = False,
-        verify: Any = None,
-        **kwargs: Any,
-    ) -> Response:
+    def request(self, method, url, data=None, headers=None, timeout=None, allow_redirects=False, verify=None, **kwargs):
+        # type: (str, str, Any, Optional[Dict[str, str]], Optional[float], bool, Any, **Any) -> Response
         """Send one request; redirects are never followed (the token endpoint does not redirect)."""
         del allow_redirects, kwargs
         parts = urlsplit(url)
@@ -130,23 +139,20 @@ class KeepAliveSession:
                 connection.request(method, target, body=body, headers=send_headers)
                 response = connection.getresponse()
                 content = response.read()
-            except _STALE:
+            except BaseException as exc:
                 self._drop(key)
-                if reused and attempt == 1:
+                if reused and attempt == 1 and _is_stale(exc):
                     continue
-                raise
-            except BaseException:
-                self._drop(key)
                 raise
             if response.will_close:
                 self._drop(key)
-            return Response(response.status, response.headers, content)
+            return Response(response.status, response.msg, content)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def head(self, url: str, **kwargs: Any) -> Response:
+    def head(self, url, **kwargs):  # type: (str, **Any) -> Response
         return self.request("HEAD", url, **kwargs)
 
-    def close(self) -> None:
+    def close(self):  # type: () -> None
         """Close every connection this session opened, in any thread."""
         with self._lock:
             connections, self._connections = self._connections, []
@@ -155,13 +161,13 @@ class KeepAliveSession:
 
     # ------------------------------------------------------------------ connections
 
-    def _pool(self) -> Dict[Tuple[Any, ...], http.client.HTTPConnection]:
+    def _pool(self):  # type: () -> Dict[Tuple[Any, ...], http_client.HTTPConnection]
         pool = getattr(self._local, "pool", None)
         if pool is None:
             pool = self._local.pool = {}
         return pool
 
-    def _connection(self, key: Tuple[Any, ...], timeout: Optional[float]) -> Tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, key, timeout):  # type: (Tuple[Any, ...], Optional[float]) -> Tuple[http_client.HTTPConnection, bool]
         pool = self._pool()
         connection = pool.get(key)
         if connection is not None and connection.sock is not None:
@@ -174,14 +180,14 @@ class KeepAliveSession:
             self._connections.append(connection)
         return connection, False
 
-    def _new_connection(self, key: Tuple[Any, ...], timeout: Optional[float]) -> http.client.HTTPConnection:
+    def _new_connection(self, key, timeout):  # type: (Tuple[Any, ...], Optional[float]) -> http_client.HTTPConnection
         scheme, host, port, verify = key
         proxy = self.proxies.get(scheme) or self.proxies.get("all")
         if scheme == "http":
-            return http.client.HTTPConnection(host, port, timeout=timeout)
+            return http_client.HTTPConnection(host, port, timeout=timeout)
         context = self._context(verify)
         if not proxy:
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            return http_client.HTTPSConnection(host, port, timeout=timeout, context=context)
         proxy_parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
         if not proxy_parts.hostname:
             raise ValueError("unusable proxy URL for %s" % scheme)
@@ -189,13 +195,13 @@ class KeepAliveSession:
         if proxy_parts.username:
             credentials = "%s:%s" % (unquote(proxy_parts.username), unquote(proxy_parts.password or ""))
             tunnel_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-        connection = http.client.HTTPSConnection(
+        connection = http_client.HTTPSConnection(
             proxy_parts.hostname, proxy_parts.port or 8080, timeout=timeout, context=context
         )
         connection.set_tunnel(host, port, headers=tunnel_headers)
         return connection
 
-    def _context(self, verify: Any) -> ssl.SSLContext:
+    def _context(self, verify):  # type: (Any) -> ssl.SSLContext
         context = self._contexts.get(verify)
         if context is None:
             context = ssl_context_for(verify)
@@ -203,7 +209,7 @@ class KeepAliveSession:
                 self._contexts[verify] = context
         return context
 
-    def _drop(self, key: Tuple[Any, ...]) -> None:
+    def _drop(self, key):  # type: (Tuple[Any, ...]) -> None
         connection = self._pool().pop(key, None)
         if connection is not None:
             connection.close()
@@ -211,7 +217,7 @@ class KeepAliveSession:
                 if connection in self._connections:
                     self._connections.remove(connection)
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "KeepAliveSession(verify=%r, proxies=%r)" % (self.verify, sorted(self.proxies))
 
 
@@ -224,10 +230,10 @@ class _VerifyingSession(_SessionBase):
     def request(self, method, url, *args, **kwargs):
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
-        return super().request(method, url, *args, **kwargs)
+        return super(_VerifyingSession, self).request(method, url, *args, **kwargs)
 
 
-def environment_for(url: str, ca_path: Optional[str]) -> Tuple[Union[bool, str], Dict[str, str]]:
+def environment_for(url, ca_path):  # type: (str, Optional[str]) -> Tuple[Union[bool, str], Dict[str, str]]
     """``(verify, proxies)`` for requests to ``url``: the environment, read once, as requests would read it.
 
     The proxy honours ``no_proxy``; the CA bundle is ``ca_path``, else ``REQUESTS_CA_BUNDLE`` /
@@ -239,11 +245,11 @@ def environment_for(url: str, ca_path: Optional[str]) -> Tuple[Union[bool, str],
 
 
 def new_session(
-    ca_path: Optional[str] = None,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    lean: bool = False,
-    url: Optional[str] = None,
-) -> Any:
+    ca_path=None,
+    max_connections=DEFAULT_MAX_CONNECTIONS,
+    lean=False,
+    url=None,
+):  # type: (Optional[str], int, bool, Optional[str]) -> Any
     """A keep-alive HTTPS session for many threads (see the module docstring for ``lean``).
 
     ``max_connections``: the pool size per host, set it to the caller's thread count. ``url``: with
@@ -256,7 +262,7 @@ def new_session(
         if url:
             session.verify, session.proxies = environment_for(url, ca_path)
         return session
-    import http.cookiejar
+    from ansible.module_utils.six.moves import http_cookiejar
 
     if not HAS_REQUESTS:
         raise ImportError("requests")
@@ -265,5 +271,5 @@ def new_session(
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, int(max_connections)), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    session.cookies = requests.cookies.RequestsCookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    session.cookies = requests.cookies.RequestsCookieJar(policy=http_cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session

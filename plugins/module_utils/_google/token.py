@@ -36,15 +36,24 @@ Parses as Python 3.6; google-auth and requests are imported under guard, and
 :func:`missing_google_library` is the one place that says which is missing.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import datetime
 import json
 import random
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import urlencode
 
+try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
+    from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union  # noqa: F401  # novermin
+except ImportError:  # pragma: no cover
+    pass
+
+
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from, urlencode
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     TokenError,
     classify_token_error,
@@ -71,7 +80,7 @@ try:
     from google.auth import jwt as google_auth_jwt
 except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
     HAS_GOOGLE_AUTH = False
-    GOOGLE_AUTH_IMPORT_ERROR: Optional[str] = traceback.format_exc()
+    GOOGLE_AUTH_IMPORT_ERROR = traceback.format_exc()  # type: Optional[str]
 else:
     HAS_GOOGLE_AUTH = True
     GOOGLE_AUTH_IMPORT_ERROR = None
@@ -91,7 +100,7 @@ ASSERTION_MARGIN_SECONDS = 60
 IDENTITY_FIELDS = ("client_id", "client_email", "private_key_id", "token_uri")
 
 
-def missing_google_library(signing: bool = True) -> Optional[Tuple[str, Optional[str]]]:
+def missing_google_library(signing=True):  # type: (bool) -> Optional[Tuple[str, Optional[str]]]
     """``(name, import traceback)`` of the first library a node that talks to Google lacks, or None.
 
     With ``signing`` false (the node exchanges assertions signed elsewhere), nothing is needed.
@@ -107,28 +116,31 @@ def missing_google_library(signing: bool = True) -> Optional[Tuple[str, Optional
     return None
 
 
-def _key_info_dict(key_info: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
+def _key_info_dict(key_info):  # type: (Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]
     if isinstance(key_info, bytes):
         key_info = key_info.decode("utf-8-sig")
     if isinstance(key_info, str):
         try:
             key_info = json.loads(key_info)
         except ValueError:
-            raise TokenError(
-                "token_invalid_key",
-                "The service-account key is not valid JSON; validate it with service_account_key_info.",
-            ) from None
+            raise_from(
+                TokenError(
+                    "token_invalid_key",
+                    "The service-account key is not valid JSON; validate it with service_account_key_info.",
+                ),
+                None,
+            )
     if not isinstance(key_info, Mapping):
         raise TokenError("token_invalid_key", "The service-account key must be a JSON object.")
     return dict(key_info)
 
 
-def assertion_key(subject: str, scopes: Sequence[str]) -> str:
+def assertion_key(subject, scopes):  # type: (str, Sequence[str]) -> str
     """How a pre-signed assertion is found again: the subject (case-folded) and its scopes, in order."""
     return "%s %s" % (subject.strip().lower(), " ".join(scopes))
 
 
-def _assertion_claims(assertion: str) -> Dict[str, Any]:
+def _assertion_claims(assertion):  # type: (str) -> Dict[str, Any]
     """The claims of a JWT (not verified: only the signer's own assertions are read, to see their expiry)."""
     try:
         payload = assertion.split(".")[1]
@@ -147,10 +159,10 @@ class KeySigner:
 
     def __init__(
         self,
-        key_info: Union[Mapping[str, Any], str, bytes],
-        token_uri: Optional[str] = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+        key_info,
+        token_uri=None,
+        clock=time.time,
+    ):  # type: (Union[Mapping[str, Any], str, bytes], Optional[str], Callable[[], float]) -> None
         if not HAS_GOOGLE_AUTH:
             raise TokenError(
                 "token_other",
@@ -163,16 +175,19 @@ class KeySigner:
             self._signer = google_auth_crypt.RSASigner.from_service_account_info(info)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             # The library's message may quote fields; say what failed without echoing anything from the key.
-            raise TokenError(
-                "token_invalid_key",
-                "The service-account key cannot be loaded (%s); validate it with "
-                "nupoint.gworkspace.service_account_key_info." % type(exc).__name__,
-            ) from None
+            raise_from(
+                TokenError(
+                    "token_invalid_key",
+                    "The service-account key cannot be loaded (%s); validate it with "
+                    "nupoint.gworkspace.service_account_key_info." % type(exc).__name__,
+                ),
+                None,
+            )
         self.identity = {name: str(info.get(name) or "") for name in IDENTITY_FIELDS}
         self.identity["token_uri"] = token_uri or self.identity["token_uri"] or DEFAULT_TOKEN_URI
         self._clock = clock
 
-    def assertion(self, subject: str, scopes: Sequence[str]) -> str:
+    def assertion(self, subject, scopes):  # type: (str, Sequence[str]) -> str
         now = int(self._clock())
         payload = {
             "iss": self.identity["client_email"],
@@ -196,14 +211,14 @@ class PresignedAssertions:
     for one about to expire, raises ``TokenError``.
     """
 
-    def __init__(self, presigned: Mapping[str, Any], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, presigned, clock=time.time):  # type: (Mapping[str, Any], Callable[[], float]) -> None
         identity = presigned.get("identity") or {}
         self.identity = {name: str(identity.get(name) or "") for name in IDENTITY_FIELDS}
         self.identity["token_uri"] = self.identity["token_uri"] or DEFAULT_TOKEN_URI
         self._assertions = dict(presigned.get("assertions") or {})
         self._clock = clock
 
-    def assertion(self, subject: str, scopes: Sequence[str]) -> str:
+    def assertion(self, subject, scopes):  # type: (str, Sequence[str]) -> str
         assertion = self._assertions.get(assertion_key(subject, scopes))
         if assertion is None:
             raise TokenError(
@@ -223,7 +238,7 @@ class PresignedAssertions:
         return assertion
 
 
-def sign_assertions(signer: KeySigner, requests: Iterable[Tuple[str, Sequence[str]]]) -> Dict[str, Any]:
+def sign_assertions(signer, requests):  # type: (KeySigner, Iterable[Tuple[str, Sequence[str]]]) -> Dict[str, Any]
     """The ``presigned`` document for :class:`PresignedAssertions`: one assertion per ``(subject, scopes)``."""
     assertions = {}
     for subject, scopes in requests:
@@ -238,19 +253,19 @@ class TokenResult:
 
     def __init__(
         self,
-        access_token: str,
-        expiry: Optional[datetime.datetime],
-        attempts: int,
-        http_status: Optional[int],
-        server_date: Optional[str],
-    ) -> None:
+        access_token,
+        expiry,
+        attempts,
+        http_status,
+        server_date,
+    ):  # type: (str, Optional[datetime.datetime], int, Optional[int], Optional[str]) -> None
         self.access_token = access_token
         self.expiry = expiry
         self.attempts = attempts
         self.http_status = http_status
         self.server_date = server_date
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "TokenResult(expiry=%r, attempts=%r, http_status=%r)" % (self.expiry, self.attempts, self.http_status)
 
 
@@ -269,30 +284,30 @@ class DelegatedTokenSource:
 
     def __init__(
         self,
-        key_info: Union[Mapping[str, Any], str, bytes, None] = None,
-        scopes: Sequence[str] = DEFAULT_SCOPES,
-        token_uri: Optional[str] = None,
-        ca_path: Optional[str] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        backoff_base: float = DEFAULT_BACKOFF_BASE,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-        session: Any = None,
-        lean: bool = False,
-        signer: Any = None,
-    ) -> None:
+        key_info=None,
+        scopes=DEFAULT_SCOPES,
+        token_uri=None,
+        ca_path=None,
+        timeout=DEFAULT_TIMEOUT,
+        retries=DEFAULT_RETRIES,
+        backoff_base=DEFAULT_BACKOFF_BASE,
+        backoff_max=DEFAULT_BACKOFF_MAX,
+        max_connections=DEFAULT_MAX_CONNECTIONS,
+        sleep=time.sleep,
+        rng=random.random,
+        session=None,
+        lean=False,
+        signer=None,
+    ):  # type: (Union[Mapping[str, Any], str, bytes, None], Sequence[str], Optional[str], Optional[str], float, int, float, float, int, Callable[[float], None], Callable[[], float], Any, bool, Any) -> None
         if signer is None:
             signer = KeySigner(key_info if key_info is not None else {}, token_uri)
         self._signer = signer
         identity = signer.identity
-        self.client_id: str = identity["client_id"]
-        self.client_email: str = identity["client_email"]
-        self.private_key_id: str = identity["private_key_id"]
-        self.token_uri: str = identity["token_uri"]
-        self.scopes: Tuple[str, ...] = tuple(scopes)
+        self.client_id = identity["client_id"]  # type: str
+        self.client_email = identity["client_email"]  # type: str
+        self.private_key_id = identity["private_key_id"]  # type: str
+        self.token_uri = identity["token_uri"]  # type: str
+        self.scopes = tuple(scopes)  # type: Tuple[str, ...]
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff_base = float(backoff_base)
@@ -301,12 +316,12 @@ class DelegatedTokenSource:
         self._rng = rng
         self.ca_path = ca_path
         # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override session.verify.
-        self._request_options: Dict[str, Any] = {"verify": ca_path} if ca_path else {}
+        self._request_options = {"verify": ca_path} if ca_path else {}  # type: Dict[str, Any]
         if session is None:
             session = new_session(ca_path, max_connections, lean=lean, url=self.token_uri)
         self._session = session
 
-    def token(self, subject: str, scopes: Optional[Sequence[str]] = None) -> Tuple[str, Optional[datetime.datetime]]:
+    def token(self, subject, scopes=None):  # type: (str, Optional[Sequence[str]]) -> Tuple[str, Optional[datetime.datetime]]
         """``(access_token, expiry)`` for ``subject`` with ``scopes`` (default: the source's scopes).
 
         ``expiry`` is a naive UTC datetime (google-auth's convention) or None. Raises :class:`TokenError`.
@@ -314,7 +329,7 @@ class DelegatedTokenSource:
         result = self.mint(subject, scopes)
         return result.access_token, result.expiry
 
-    def mint(self, subject: str, scopes: Optional[Sequence[str]] = None) -> "TokenResult":
+    def mint(self, subject, scopes=None):  # type: (str, Optional[Sequence[str]]) -> "TokenResult"
         """Like :meth:`token`, with what it took: attempts, HTTP status, the endpoint's ``Date``."""
         assertion = self._signer.assertion(subject, list(scopes) if scopes is not None else list(self.scopes))
         body = urlencode({"grant_type": GRANT_TYPE, "assertion": assertion}).encode("ascii")
@@ -323,21 +338,14 @@ class DelegatedTokenSource:
         while True:
             attempts += 1
             try:
-                response = self._session.request(
-                    "POST",
-                    self.token_uri,
-                    data=body,
-                    headers=headers,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    **self._request_options,
-                )
+                options = dict(self._request_options, data=body, headers=headers, timeout=self.timeout)
+                response = self._session.request("POST", self.token_uri, allow_redirects=False, **options)
             except Exception as exc:  # noqa: BLE001 - every transport failure is classified, none escapes raw
                 error = classify_token_exception(exc, attempts)
                 if error.retryable and attempts <= self.retries:
                     self._sleep(backoff_delay(attempts, self.backoff_base, self.backoff_max, self._rng))
                     continue
-                raise error from None
+                raise_from(error, None)
             status = int(response.status_code)
             if status == 200:
                 return _token_result(response, attempts)
@@ -371,7 +379,7 @@ class DelegatedTokenSource:
                 attempts,
             )
 
-    def clock_offset(self) -> Optional[float]:
+    def clock_offset(self):  # type: () -> Optional[float]
         """Seconds Google's clock is ahead of this node's (negative: behind), from the token endpoint's ``Date``.
 
         One ``HEAD`` request to the token URI (GAM's method; any status carries a ``Date``). Returns None
@@ -389,16 +397,16 @@ class DelegatedTokenSource:
         # Resolution is about +-1 s plus half the round trip: tenths are all there is to report.
         return None if offset is None else round(offset, 1)
 
-    def close(self) -> None:
+    def close(self):  # type: () -> None
         self._session.close()
 
-    def __enter__(self) -> "DelegatedTokenSource":
+    def __enter__(self):  # type: () -> "DelegatedTokenSource"
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info):  # type: (*Any) -> None
         self.close()
 
-    def __repr__(self) -> str:
+    def __repr__(self):  # type: () -> str
         return "DelegatedTokenSource(client_email=%r, client_id=%r, token_uri=%r)" % (
             self.client_email,
             self.client_id,
@@ -406,18 +414,21 @@ class DelegatedTokenSource:
         )
 
 
-def _token_result(response: Any, attempts: int) -> TokenResult:
+def _token_result(response, attempts):  # type: (Any, int) -> TokenResult
     """The token in a 200 answer; a 200 without one is Google's (or a proxy's) fault, classed token_other."""
     try:
         data = json.loads(response.content.decode("utf-8"))
         access_token = str(data["access_token"])
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise TokenError(
-            "token_other",
-            "The token endpoint answered HTTP 200 without an access token; is token_uri right (a proxy's page?)",
-            status=200,
-            attempts=attempts,
-        ) from None
+        raise_from(
+            TokenError(
+                "token_other",
+                "The token endpoint answered HTTP 200 without an access token; is token_uri right (a proxy's page?)",
+                status=200,
+                attempts=attempts,
+            ),
+            None,
+        )
     expiry = None
     if isinstance(data.get("expires_in"), (int, float)):
         # Naive UTC, google-auth's convention for expiry.

@@ -122,7 +122,7 @@ def test_failure_between_temp_write_and_rename_keeps_old_key(host, store, monkey
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(msl.os, "replace", failing_replace)
+    monkeypatch.setattr(msl, "replace", failing_replace)
     with pytest.raises(OSError):
         store.install(new_content, b"\x30new-p12", meta, plan)
     assert host.snapshot() == before  # old files, old record, no temp files, no event
@@ -156,7 +156,7 @@ def test_atomic_write_failure_leaves_target_and_no_temp(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError(1, "nope")
 
-    monkeypatch.setattr(msl.os, "replace", failing_replace)
+    monkeypatch.setattr(files, "replace", failing_replace)
     with pytest.raises(OSError):
         msl.atomic_write(str(target), b"new")
     assert target.read_bytes() == b"old"

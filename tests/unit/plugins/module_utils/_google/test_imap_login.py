@@ -757,7 +757,7 @@ def test_write_report_replaces_atomically_and_cleans_up_on_error(tmp_path, monke
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(files.os, "replace", broken_replace)
+    monkeypatch.setattr(files, "replace", broken_replace)
     with pytest.raises(OSError):
         files.atomic_write(str(target), b"newer")
     assert target.read_text() == "new"
