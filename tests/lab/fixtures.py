@@ -8,23 +8,21 @@ PBE-SHA1-3DES encryption, as Google issues them (old OpenSSL builds on MSL can r
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from tests.lab import config as labconfig
+from tests.lab.google.server import service_account_pkcs12
 
 
 @dataclass(frozen=True)
@@ -75,28 +73,8 @@ def key_file_document(
 
 
 def p12_bytes(key: rsa.RSAPrivateKey, client_id: str, password: str = labconfig.P12_PASSWORD) -> bytes:
-    """PKCS#12 of ``key`` plus a self-signed certificate, the way Google's console exports it."""
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    encryption = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())  # noqa: S303 - the MAC of Google-style (legacy) PKCS#12 files
-        .build(password.encode())
-    )
-    return pkcs12.serialize_key_and_certificates(b"privatekey", key, cert, None, encryption)
+    """PKCS#12 of ``key`` with Google's certificate (subject CN = the client ID), as Google's console exports it."""
+    return service_account_pkcs12(key, client_id, time.time(), password.encode())
 
 
 def public_key_sha256(key: rsa.RSAPublicKey) -> str:

@@ -630,6 +630,33 @@ def test_iam_pkcs12_key_and_limits(lab: Lab, http: requests.Session) -> None:
     assert isinstance(key, rsa.RSAPrivateKey)
     assert cert is not None
     assert key.key_size == 2048
+    # Google's certificate: subject and issuer CN = the numeric client ID, 3650 days from creation, client auth only.
+    client_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CLIENT_ID)])
+    assert cert.subject == client_name and cert.issuer == client_name and cert.version == x509.Version.v3
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == datetime.timedelta(days=3650)
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature is True
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert usage.critical and list(usage.value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert.verify_directly_issued_by(cert)  # self-signed with the key it holds
+    # keys.get hands out the same certificate (and only with publicKeyType).
+    key_url = f"{keys_url}/{created['name'].rsplit('/', 1)[-1]}"
+    assert "publicKeyData" not in http.get(key_url, headers=bearer(token)).json()
+    got = http.get(key_url, headers=bearer(token), params={"publicKeyType": "TYPE_X509_PEM_FILE"}).json()
+    assert x509.load_pem_x509_certificate(base64.b64decode(got["publicKeyData"])) == cert
+    bad = http.get(key_url, headers=bearer(token), params={"publicKeyType": "TYPE_PEM"})
+    assert bad.status_code == 400
+    # A key registered by its public half gets a certificate with that public key and the same names.
+    listed = http.get(keys_url, headers=bearer(token)).json()["keys"]
+    registered = next(k for k in listed if k["name"] != created["name"])
+    got = http.get(
+        f"{keys_url}/{registered['name'].rsplit('/', 1)[-1]}",
+        headers=bearer(token),
+        params={"publicKeyType": "TYPE_X509_PEM_FILE"},
+    ).json()
+    registered_cert = x509.load_pem_x509_certificate(base64.b64decode(got["publicKeyData"]))
+    assert registered_cert.subject == client_name
+    assert registered_cert.public_key().public_numbers() == lab.sa_key.public_key().public_numbers()
     for _attempt in range(8):
         assert http.post(keys_url, headers=bearer(token), json={}).status_code == 200
     full = http.post(keys_url, headers=bearer(token), json={})

@@ -98,6 +98,8 @@ def test_p12_holds_the_same_key(lab):
     assert key.public_key().public_bytes(der, public) == json_key.public_key().public_bytes(der, public)
     assert cert.public_key().public_bytes(der, public) == json_key.public_key().public_bytes(der, public)
     assert key.key_size == 2048
+    # Google names the certificate after the account's numeric ID (the client ID), subject and issuer alike.
+    assert cert.subject.rfc4514_string() == cert.issuer.rfc4514_string() == "CN=%s" % lab.client_id
 
 
 def test_google_auth_refresh_with_only_the_lab_ca(lab, lab_reset):

@@ -354,6 +354,8 @@ class RegisteredKey:
     public_key_pem: str
     valid_after: float
     disabled: bool = False
+    # The key's X.509 certificate (PEM), what keys.get returns with publicKeyType=TYPE_X509_PEM_FILE.
+    certificate_pem: str | None = None
 
 
 @dataclass
@@ -433,26 +435,79 @@ def service_account_key_file(
     }
 
 
-def service_account_pkcs12(private_key: rsa.RSAPrivateKey, account_email: str, password: bytes = P12_PASSWORD) -> bytes:
-    """A Google-style .p12: key plus self-signed certificate, friendly name ``privatekey``.
+# Google's key certificates and P12 files, as a real one shows them (a P12 that gcloud created, kept as a test constant
+# in googleapis/google-cloud-cpp: google/cloud/storage/testing/constants.h, read with openssl pkcs12 -info and x509
+# -text): subject and issuer both CN=<the account's numeric unique ID, the client ID>, X.509 v3, a random 64-bit
+# serial, valid from the key's creation for 3650 days, basicConstraints CA:FALSE, keyUsage digitalSignature and
+# extendedKeyUsage clientAuth (all critical); PKCS#12 with password "notasecret", the key bag PBE-SHA1-3DES, MAC SHA-1,
+# friendly name "privatekey". Differences the lab cannot avoid: the signature is SHA-256 (cryptography refuses SHA-1
+# signatures; Google's is sha1WithRSAEncryption), the certificate bag is 3DES rather than RC2-40, and the friendly
+# name and localKeyID are on both bags (Google's localKeyID is "Time <ms>" on the certificate bag only).
+KEY_CERTIFICATE_DAYS = 3650
+_CERTIFICATE_SIGNER: list[rsa.RSAPrivateKey] = []
 
-    Legacy PBE (3DES/SHA1) on purpose: Google's files use it and old OpenSSL builds (MSL) read nothing newer.
+
+def google_key_certificate(
+    public_key: rsa.RSAPublicKey, client_id: str, valid_after: float, private_key: rsa.RSAPrivateKey | None = None
+) -> x509.Certificate:
+    """The certificate Google issues for a service-account key (self-signed when ``private_key`` is known).
+
+    A key registered by its public half only (control API) gets the same certificate signed by a lab key: only its
+    subject and public key are read by clients, never its signature.
     """
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, account_email)])
-    cert = (
+    if private_key is None:
+        if not _CERTIFICATE_SIGNER:
+            _CERTIFICATE_SIGNER.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        signer = _CERTIFICATE_SIGNER[0]
+    else:
+        signer = private_key
+    start = datetime.fromtimestamp(int(valid_after), UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)])
+    no_usage = dict.fromkeys(
+        (
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(private_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=3650))
-        .sign(private_key, hashes.SHA256())
+        .public_key(public_key)
+        .serial_number(secrets.randbits(63) | 1)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=KEY_CERTIFICATE_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, **no_usage), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=True)
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def service_account_pkcs12(
+    private_key: rsa.RSAPrivateKey,
+    client_id: str,
+    valid_after: float | None = None,
+    password: bytes = P12_PASSWORD,
+    certificate: x509.Certificate | None = None,
+) -> bytes:
+    """A P12 key file as Google hands it out (see above).
+
+    Legacy PBE (3DES/SHA1) on purpose: Google's files use it and old OpenSSL builds (MSL) read nothing newer.
+    """
+    cert = certificate or google_key_certificate(
+        private_key.public_key(), client_id, time.time() if valid_after is None else valid_after, private_key
     )
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
+        .kdf_rounds(50000)
         .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
         .hmac_hash(hashes.SHA1())  # noqa: S303 - PKCS#12 compatibility, not a security boundary
         .build(password)
@@ -1023,7 +1078,20 @@ class GoogleState:
     def _iam_get_key(self, request: Request, match: re.Match[str]) -> Reply:
         account, _issued = self._iam_context(request, match, IAM_GET_KEY, "iam.serviceAccountKeys.get")
         key = self._find_key(account, match.group(3))
-        return Reply(200, self._key_resource(key, account))
+        resource = self._key_resource(key, account)
+        public_type = request.query.get("publicKeyType", "TYPE_NONE")
+        if public_type == "TYPE_X509_PEM_FILE":
+            with self.lock:
+                if key.certificate_pem is None:
+                    certificate = google_key_certificate(key.public_key, account.client_id, key.valid_after)
+                    key.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+                pem = key.certificate_pem
+            resource["publicKeyData"] = base64.b64encode(pem.encode("ascii")).decode("ascii")
+        elif public_type not in ("TYPE_NONE", ""):
+            return api_error(
+                400, f"Invalid value at 'public_key_type' ({json.dumps(public_type)})", reason="badRequest"
+            )
+        return Reply(200, resource)
 
     def _find_key(self, account: ServiceAccount, key_id: str) -> RegisteredKey:
         with self.lock:
@@ -1089,8 +1157,13 @@ class GoogleState:
         with self.lock:
             key = self._register_key(account.email, key_id, jwtutil.public_key_pem(private_key), self.now())
             token_uri = self.token_uri
+        # Google makes the key's certificate at creation, self-signed; the P12 carries the same one.
+        certificate = google_key_certificate(private_key.public_key(), account.client_id, key.valid_after, private_key)
+        key.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
         if key_type == "TYPE_PKCS12_FILE":
-            data = service_account_pkcs12(private_key, account.email)
+            data = service_account_pkcs12(
+                private_key, account.client_id, certificate=x509.load_pem_x509_certificate(key.certificate_pem.encode())
+            )
         else:
             data = json.dumps(service_account_key_file(account, key_id, private_pem, token_uri), indent=2).encode(
                 "utf-8"
@@ -1886,6 +1959,7 @@ __all__ = [
     "ALERT_IMAP_USER_DISABLED",
     "GoogleState",
     "LabHTTPServer",
+    "google_key_certificate",
     "lab_imap_fields",
     "load_config",
     "make_server",
