@@ -228,6 +228,16 @@ class ConfigDb:
             )
         return records.get(key)
 
+    def records(self):  # type: () -> Dict[str, Record]
+        """Every record of the db (``db NAME show``), by key."""
+        output = self._checked("show")
+        records = {}  # type: Dict[str, Record]
+        try:
+            records = parse_show(output)
+        except ValueError as exc:
+            raise_from(MslError("Unexpected output from '%s %s show': %s" % (self.db_command, self.db_name, exc)), exc)
+        return records
+
     def getprop(self, key, prop):  # type: (str, str) -> Optional[str]
         """A property value, or None when the record or property is missing."""
         rc, out, _err = self._run("getprop", key, prop)

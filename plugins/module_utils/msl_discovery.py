@@ -41,7 +41,6 @@ import stat
 import threading
 import time
 
-
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
@@ -49,7 +48,6 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
     DEFAULTS,
     ConfigDb,
     MslError,
-    parse_show,
 )
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
@@ -297,19 +295,6 @@ def event_names(root):  # type: (str) -> List[str]
 # --------------------------------------------------------------------------- config dbs
 
 
-class DbReader(ConfigDb):
-    """The adapter's ConfigDb, plus ``db NAME show`` of every record."""
-
-    def records(self):  # type: () -> Dict[str, Any]
-        output = self._checked("show")
-        records = {}  # type: Dict[str, Any]
-        try:
-            records = parse_show(output)
-        except ValueError as exc:
-            raise_from(MslError("Unexpected output from '%s %s show': %s" % (self.db_command, self.db_name, exc)), exc)
-        return records
-
-
 def db_names(root):  # type: (str) -> List[str]
     """The dbs in DB_DIRECTORY: its regular files, without lock, backup and temporary files."""
     directory = under(root, DB_DIRECTORY)
@@ -350,7 +335,7 @@ def read_dbs(root, run_command, db_command):  # type: (str, Callable[..., Tuple[
     dbs = {}  # type: Dict[str, Dict[str, Any]]
     errors = []  # type: List[str]
     for name in db_names(root):
-        reader = DbReader(run_command, db_command, name)
+        reader = ConfigDb(run_command, db_command, name)
         try:
             records = reader.records()
         except MslError as exc:
@@ -749,6 +734,14 @@ _P12_SUFFIXES = (".p12", ".pfx")
 _EVENT_HINT = re.compile(r"google|gapps|oauth|gmail|nupoint|imap|um", re.IGNORECASE)
 # What each of the collection's record properties holds (msl.CREDENTIAL_PROPS).
 _PROP_HOLDS = {"ClientId": "client_id", "ClientEmail": "client_email", "KeyFile": "key_file", "P12File": "p12_file"}
+# The variables the roles (oauth_credentials, key_rotation, post_restore) and verify.yml pass as these options.
+ROLE_VARIABLES = {
+    "credential_dir": "gworkspace_msl_credential_dir",
+    "credential_key_file": "gworkspace_msl_credential_key_file",
+    "credential_p12_file": "gworkspace_msl_credential_p12_file",
+    "credential_record": "gworkspace_msl_credential_record",
+    "credential_event": "gworkspace_msl_credential_event",
+}
 
 
 def learn(before, after, defaults=None):  # type: (Dict[str, Any], Dict[str, Any], Optional[Dict[str, str]]) -> Dict[str, Any]
@@ -822,9 +815,12 @@ def learn(before, after, defaults=None):  # type: (Dict[str, Any], Dict[str, Any
             "The file search was cut short (see search.truncated_by): raise the limits or narrow search_paths if "
             "the key is not found."
         )
-    inventory = {}
-    if "credential_dir" in options:
-        inventory["gworkspace_msl_credential_dir"] = options["credential_dir"]
+    inventory = {ROLE_VARIABLES[name]: value for name, value in options.items() if name in ROLE_VARIABLES}
+    if "db_name" in options:
+        notes.append(
+            "The record is in the %s db: the roles read and write the configuration db, so only plays of your own "
+            "(module_defaults with db_name) can use it." % options["db_name"]
+        )
     differs = {name: value for name, value in options.items() if value != defaults.get(name)}
     return {
         "options": options,
@@ -915,22 +911,23 @@ def _learn_event(diff, options, notes):  # type: (Dict[str, Any], Dict[str, str]
 
 
 def learned_text(options, inventory, record, notes, defaults):  # type: (Dict[str, str], Dict[str, str], Optional[Dict[str, Any]], List[str], Dict[str, str]) -> str
-    """What the learn procedure prints: inventory variables, module_defaults for the rest, and the notes."""
+    """What the learn procedure prints: inventory variables, the same as module_defaults, NuPoint's record, notes."""
     lines = []
     if inventory:
-        lines.append("# host_vars/<this host>.yml (read by the oauth_credentials, key_rotation and post_restore roles)")
+        lines.append(
+            "# host_vars/<this host>.yml (the oauth_credentials, key_rotation and post_restore roles, verify.yml)"
+        )
         for name in sorted(inventory):
             lines.append("%s: %s" % (name, inventory[name]))
-    module_options = {name: value for name, value in options.items() if name != "credential_dir"}
-    if module_options or options:
-        lines.append("# in each play that runs on MSL (no role variable exists for these):")
+    if options:
+        lines.append("# plays of your own that call the modules directly:")
         lines.append("module_defaults:")
-        for module in ("nupoint.gworkspace.msl_oauth_credentials", "nupoint.gworkspace.msl_oauth_credentials_info"):
-            lines.append("  %s:" % module)
-            for name in sorted(options):
-                suffix = "" if options[name] != defaults.get(name) else "  # the default"
-                lines.append("    %s: %s%s" % (name, options[name], suffix))
-    if not options:
+        lines.append("  nupoint.gworkspace.msl_oauth_credentials: &learned_msl_credentials")
+        for name in sorted(options):
+            suffix = "" if options[name] != defaults.get(name) else "  # the default"
+            lines.append("    %s: %s%s" % (name, options[name], suffix))
+        lines.append("  nupoint.gworkspace.msl_oauth_credentials_info: *learned_msl_credentials")
+    else:
         lines.append("# nothing learned: see the notes")
     if record is not None:
         lines.append(

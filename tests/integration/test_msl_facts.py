@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.integration.playbook import PlaybookRun, run_playbook
+from tests.integration.playbook import REPO_ROOT, PlaybookRun, run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 HOST = "msl1"
+DOCS = Path(REPO_ROOT) / "docs" / "msl-assumptions.md"
 UPLOAD_DIR = "/opt/mitel/gapps"
 UPLOAD_KEY = "gapps-sa.json"
 UPLOAD_P12 = "gapps-sa.p12"
@@ -156,17 +158,6 @@ def test_learn_a_foreign_upload_then_install_there(lab, msl_clean, tmp_path):
     simulate_server_manager_upload(lab)
     after = learn(lab, tmp_path, "after")
     directory = under(lab, UPLOAD_DIR)
-    printed = [
-        "gworkspace_msl_credential_dir: %s" % directory,
-        "credential_dir: %s" % directory,
-        "credential_key_file: %s" % UPLOAD_KEY,
-        "credential_p12_file: %s" % UPLOAD_P12,
-        "credential_record: %s" % UPLOAD_RECORD,
-        "credential_event: %s" % UPLOAD_EVENT,
-        "KeyFile holds the key file",
-    ]
-    for line in printed:
-        assert line in after.stdout, (line, after.stdout)
     learned = after.result("Snapshot after the upload, compared with the one before")["learned"]
     assert learned["options"] == {
         "credential_dir": directory,
@@ -176,30 +167,43 @@ def test_learn_a_foreign_upload_then_install_there(lab, msl_clean, tmp_path):
         "credential_event": UPLOAD_EVENT,
     }
     assert learned["notes"] == []
+    # What the playbook printed, line by line, is the learned text: YAML to paste into host_vars and plays.
+    for line in learned["text"].splitlines():
+        assert json.dumps(line) in after.stdout, line
+    assert learned["text"].replace(lab.msl_root(HOST), "") == docs_example()
+    printed = yaml.safe_load(learned["text"])
+    host_vars = {name: value for name, value in printed.items() if name.startswith("gworkspace_")}
+    assert host_vars == {
+        "gworkspace_msl_credential_dir": directory,
+        "gworkspace_msl_credential_key_file": UPLOAD_KEY,
+        "gworkspace_msl_credential_p12_file": UPLOAD_P12,
+        "gworkspace_msl_credential_record": UPLOAD_RECORD,
+        "gworkspace_msl_credential_event": UPLOAD_EVENT,
+    }
 
-    # The printed variables, as an administrator would paste them, drive the credentials modules.
-    options = dict(
-        learned["options"],
-        db_command="{{ gworkspace_msl_db_command }}",
-        signal_event_command="{{ gworkspace_msl_signal_event_command }}",
-    )
+    # The printed variables, pasted as an administrator would, drive the oauth_credentials role's install step
+    # (host_vars) and msl_oauth_credentials_info (module_defaults).
     events_before = lab.signal_events(HOST)
+    module_defaults = printed["module_defaults"]
+    for options in module_defaults.values():
+        options.update(
+            db_command="{{ gworkspace_msl_db_command }}",
+            signal_event_command="{{ gworkspace_msl_signal_event_command }}",
+        )
     run = run_playbook(
         [
             {
                 "name": "install where NuPoint keeps it",
                 "hosts": HOST,
                 "gather_facts": False,
-                "module_defaults": {
-                    "nupoint.gworkspace.msl_oauth_credentials": options,
-                    "nupoint.gworkspace.msl_oauth_credentials_info": options,
-                },
+                "vars": dict(host_vars, gworkspace_p12_src="{{ gworkspace_p12_file }}"),
+                "module_defaults": module_defaults,
                 "tasks": [
                     {
                         "name": "install",
-                        "nupoint.gworkspace.msl_oauth_credentials": {
-                            "src": "{{ gworkspace_key_file }}",
-                            "p12_src": "{{ gworkspace_p12_file }}",
+                        "ansible.builtin.include_role": {
+                            "name": "nupoint.gworkspace.oauth_credentials",
+                            "tasks_from": "install.yml",
                         },
                     },
                     {"name": "info", "nupoint.gworkspace.msl_oauth_credentials_info": {}},
@@ -209,7 +213,9 @@ def test_learn_a_foreign_upload_then_install_there(lab, msl_clean, tmp_path):
         inventory=lab.inventory_path,
     )
     assert run.rc == 0, run.stdout + run.stderr
-    install = run.result("install")
+    no_secrets(run, lab)
+    (install_task,) = [name for name in run.tasks if name.endswith("Install the service-account key on MSL")]
+    install = run.result(install_task)
     assert install["path"] == os.path.join(directory, UPLOAD_KEY)
     assert install["p12_path"] == os.path.join(directory, UPLOAD_P12)
     # Same key as uploaded: the files stay, the record gains what the collection records.
@@ -221,3 +227,11 @@ def test_learn_a_foreign_upload_then_install_there(lab, msl_clean, tmp_path):
     assert lab.signal_events(HOST)[len(events_before) :] == [UPLOAD_EVENT]
     assert not os.path.exists(lab.credential_dir(HOST))  # nothing went to the collection's default place
     assert lab.db(HOST, "configuration", "show", "nupoint-oauth").stdout == ""
+
+
+def docs_example() -> str:
+    """The example output in docs/msl-assumptions.md (the fenced block after the learn-example marker)."""
+    text = DOCS.read_text()
+    block = text[text.index("<!-- learn-example:") :]
+    block = block[block.index("```yaml\n") + len("```yaml\n") :]
+    return block[: block.index("```\n")]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import msl_discovery as disc
 from ansible_collections.nupoint.gworkspace.plugins.modules import msl_facts
@@ -269,12 +270,21 @@ def test_learn_points_at_what_the_upload_wrote(host, tmp_path):
         "credential_record": "gapps-oauth",
         "credential_event": "gapps-oauth-update",
     }
-    assert learned["inventory"] == {"gworkspace_msl_credential_dir": disc.under(str(host.root), "/opt/mitel/gapps")}
+    assert learned["inventory"] == {
+        "gworkspace_msl_credential_dir": disc.under(str(host.root), "/opt/mitel/gapps"),
+        "gworkspace_msl_credential_key_file": "gapps-sa.json",
+        "gworkspace_msl_credential_p12_file": "gapps-sa.p12",
+        "gworkspace_msl_credential_record": "gapps-oauth",
+        "gworkspace_msl_credential_event": "gapps-oauth-update",
+    }
     assert learned["record"]["holds"] == {"ClientEmail": "client_email", "ClientId": "client_id", "KeyFile": "key_file"}
     assert learned["record"]["compatible"] is True
     assert learned["notes"] == []
     assert "gworkspace_msl_credential_dir: %s\n" % disc.under(str(host.root), "/opt/mitel/gapps") in learned["text"]
     assert "    credential_event: gapps-oauth-update\n" in learned["text"]
+    printed = yaml.safe_load(learned["text"])  # the printed text is YAML to paste
+    assert printed["module_defaults"]["nupoint.gworkspace.msl_oauth_credentials_info"] == learned["options"]
+    assert {name: printed[name] for name in learned["inventory"]} == learned["inventory"]
     differences = after["differences"]
     assert sorted(differences["files"]["added"]) == sorted([key_path, p12_path])
     assert [record["key"] for record in differences["records"]["added"]] == ["gapps-oauth"]
@@ -414,3 +424,11 @@ def test_module_refuses_bad_limits(run_module, host, override, needle):
     result = run_module(msl_facts, args)
     assert result["failed"] is True and result["changed"] is False
     assert needle in result["msg"] and result["reason"] == "invalid_option"
+
+
+def test_learn_a_record_in_another_db_is_for_module_defaults_only():
+    record = {"type": "oauth", "props": {"ClientEmail": CLIENT_EMAIL}}
+    learned = disc.learn(snapshot(dbs={"accounts": {}}), snapshot(dbs={"accounts": {"gapps": record}}))
+    assert learned["options"] == {"credential_record": "gapps", "db_name": "accounts"}
+    assert learned["inventory"] == {"gworkspace_msl_credential_record": "gapps"}
+    assert any("The record is in the accounts db" in note for note in learned["notes"])
