@@ -30,7 +30,10 @@ class ActionModule(GoogleApiActionBase):
                 return []  # the module reads the file again and says what is wrong with it
         else:
             entries = [to_text(user) for user in task_args.get("users") or []]
-        users = users_rules.clean_users(entries)[0]
+        try:
+            users = users_rules.clean_users(entries, duplicates=to_text(task_args.get("duplicates") or "fail"))[0]
+        except users_rules.UsersError:
+            return []  # a duplicate: the module refuses the list and says why
         max_users = int(task_args.get("max_users") or users_rules.NUPOINT_MAX_USERS)
         if len(users) > max_users and task_args.get("enforce_user_limit", True) not in (False, "false", "no"):
             return []  # the module refuses the list before it asks for a single token

@@ -18,6 +18,19 @@ options:
         without an address column fails the task.
       - Cleaned like O(users).
     type: path
+  duplicates:
+    description:
+      - What an address listed more than once does (compared case-insensitively, after trimming, across O(users)
+        and O(users_file)).
+      - V(fail) (the default) fails the task before anything is checked or changed, naming the addresses, with
+        C(reason=duplicate_users). Mitel's documentation (Enable Advanced UM for User Mailbox) warns that two
+        NuPoint mailboxes with the same Advanced UM e-mail address make NuPoint synchronise both voice mailboxes to
+        one e-mail account, which deletes all their voice messages; a users list that repeats an address is often
+        an export of exactly that.
+      - V(warn) drops the repeats with a warning, for a list that only repeats the same mailbox.
+    type: str
+    choices: [fail, warn]
+    default: fail
   fail_threshold:
     description:
       - How many failed users fail the task. A whole number is a count (V(0), the default, fails the task on any

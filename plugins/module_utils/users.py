@@ -24,6 +24,8 @@ __metaclass__ = type
 import csv
 import re
 
+from ansible.module_utils.six import string_types
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import isfinite, raise_from
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
@@ -52,12 +54,27 @@ _ADDRESS_RE = re.compile(
 _THRESHOLD_FORMS = "a whole count of users (0, 10), a fraction below 1 (0.05) or a percentage (5%)"
 
 
-class UsersError(ValueError):
-    """The users or the threshold cannot be used (raised before anything is checked or changed)."""
+#: ``duplicates`` option: a duplicate address fails the task (default) or is dropped with a warning.
+DUPLICATES_POLICIES = ("fail", "warn")
+#: Why a duplicate is not noise (Mitel, "Enable Advanced UM for User Mailbox", MiCollab 9.2 documentation).
+DUPLICATE_DANGER = (
+    "Each Advanced UM mailbox needs its own e-mail address: Mitel warns that two NuPoint mailboxes with one "
+    "address make NuPoint synchronise both voice mailboxes to one e-mail account, which deletes all their voice "
+    "messages"
+)
 
-    def __init__(self, msg):  # type: (str) -> None
+
+class UsersError(ValueError):
+    """The users or the threshold cannot be used (raised before anything is checked or changed).
+
+    ``reason`` is a stable word for the result (``invalid_users_file``, ``users_file_unreadable``,
+    ``duplicate_users``, ``invalid_fail_threshold``).
+    """
+
+    def __init__(self, msg, reason="invalid_users"):  # type: (str, str) -> None
         super(UsersError, self).__init__(msg)
         self.msg = msg
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------- addresses
@@ -74,7 +91,7 @@ def screen_address(raw, seen):  # type: (Any, Set[str]) -> Tuple[str, str]
     The verdict is :data:`BLANK`, :data:`INVALID`, :data:`DUPLICATE` (its lower-cased form is in
     ``seen``) or :data:`NEW` (its lower-cased form is added to ``seen``).
     """
-    address = (raw if isinstance(raw, str) else str(raw)).strip()
+    address = (raw if isinstance(raw, string_types) else str(raw)).strip()
     if not address:
         return BLANK, address
     if not is_valid_address(address):
@@ -125,7 +142,8 @@ def users_file_entries(text):  # type: (str) -> List[Tuple[int, str, bool]]
         if len(names) > 1:
             raise UsersError(
                 "users_file looks like CSV but has no 'email' column (header: %s); add one (primaryEmail, as GAM "
-                "prints it, works too), or list one address per line." % ", ".join(names)
+                "prints it, works too), or list one address per line." % ", ".join(names),
+                "invalid_users_file",
             )
         return [(number, line.strip(), False) for number, line in lines]
     rows = [(number, line) for number, line in lines if number > header_number]
@@ -146,17 +164,20 @@ def parse_users_file(text):  # type: (str) -> List[Tuple[int, str]]
 # --------------------------------------------------------------------------- cleaning
 
 
-def clean_users(entries, source="users"):  # type: (Iterable[Union[str, Tuple[int, str]]], str) -> Tuple[List[str], List[str], Dict[str, Any]]
-    """Drop blanks, duplicates and invalid addresses (:func:`screen_address`), with warnings.
+def clean_users(entries, source="users", duplicates="fail"):
+    # type: (Iterable[Union[str, Tuple[int, str]]], str, str) -> Tuple[List[str], List[str], Dict[str, Any]]
+    """Drop blanks and invalid addresses (:func:`screen_address`) with warnings; refuse duplicates.
 
     ``entries``: addresses, or ``(line number, address)`` from :func:`parse_users_file`. Returns
     ``(users in first-seen order, as first written; warnings; skipped)`` where ``skipped`` is
-    ``{"blank": n, "duplicate": [...], "invalid": [...]}``.
+    ``{"blank": n, "duplicate": [...], "invalid": [...]}``. A duplicate (compared case-insensitively,
+    after trimming) raises :class:`UsersError` ``duplicate_users`` (:func:`duplicates_error`) unless
+    ``duplicates`` is ``warn``, which drops it with a warning.
     """
     users = []  # type: List[str]
     seen = set()  # type: Set[str]
     blank = 0
-    duplicates = []  # type: List[str]
+    repeated = []  # type: List[str]
     invalid = []  # type: List[str]
     for entry in entries:
         if isinstance(entry, tuple):
@@ -170,23 +191,42 @@ def clean_users(entries, source="users"):  # type: (Iterable[Union[str, Tuple[in
         elif verdict == INVALID:
             invalid.append("%r (%s)" % (address, where) if where else repr(address))
         elif verdict == DUPLICATE:
-            duplicates.append(address)
+            repeated.append(address)
         else:
             users.append(address)
+    if repeated and duplicates != "warn":
+        raise duplicates_error(repeated, source)
     warnings = []
     if blank:
         warnings.append("Ignored %d blank %s in %s." % (blank, "entry" if blank == 1 else "entries", source))
-    if duplicates:
+    if repeated:
         warnings.append(
-            "Ignored %d duplicate address%s in %s: %s."
-            % (len(duplicates), "" if len(duplicates) == 1 else "es", source, listing(duplicates))
+            "Ignored %d duplicate address%s in %s (duplicates: warn): %s. %s."
+            % (len(repeated), "" if len(repeated) == 1 else "es", source, listing(repeated), DUPLICATE_DANGER)
         )
     if invalid:
         warnings.append(
             "Ignored %d invalid address%s in %s: %s."
             % (len(invalid), "" if len(invalid) == 1 else "es", source, listing(invalid))
         )
-    return users, warnings, {"blank": blank, "duplicate": duplicates, "invalid": invalid}
+    return users, warnings, {"blank": blank, "duplicate": repeated, "invalid": invalid}
+
+
+def duplicates_error(duplicates, source):  # type: (Sequence[str], str) -> UsersError
+    """The refusal of a list that names an address more than once: which addresses, why it matters, the fix."""
+    return UsersError(
+        "%d address%s listed more than once in %s (compared case-insensitively): %s. %s. Make each NuPoint "
+        "mailbox's Advanced UM e-mail address unique (and the list with it); if the list only repeats the same "
+        "mailbox, set duplicates: warn."
+        % (
+            len(duplicates),
+            " is" if len(duplicates) == 1 else "es are",
+            source,
+            listing(sorted({address.lower() for address in duplicates})),
+            DUPLICATE_DANGER,
+        ),
+        "duplicate_users",
+    )
 
 
 def enforce_max_users(count, max_users, enforce=True):  # type: (int, int, bool) -> Optional[str]
@@ -215,7 +255,10 @@ def parse_fail_threshold(value):  # type: (Any) -> Tuple[str, float]
     """
 
     def refused(why):  # type: (str) -> UsersError
-        return UsersError("fail_threshold: %r %s. fail_threshold must be %s." % (value, why, _THRESHOLD_FORMS))
+        return UsersError(
+            "fail_threshold: %r %s. fail_threshold must be %s." % (value, why, _THRESHOLD_FORMS),
+            "invalid_fail_threshold",
+        )
 
     if isinstance(value, bool):
         raise refused("is a boolean")
@@ -264,5 +307,8 @@ def read_users_file(path):  # type: (str) -> str
     try:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8-sig", "replace")
-    except OSError as exc:
-        raise_from(UsersError("Cannot read users_file %s on this node: %s." % (path, exc.strerror)), None)
+    except (IOError, OSError) as exc:
+        raise_from(
+            UsersError("Cannot read users_file %s on this node: %s." % (path, exc.strerror), "users_file_unreadable"),
+            None,
+        )

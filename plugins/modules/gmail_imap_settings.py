@@ -269,12 +269,13 @@ def main():
             max_folder_size=dict(type="int", choices=list(gmail_imap.MAX_FOLDER_SIZES)),
             concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
             fail_threshold=dict(type="raw", default=0),
+            duplicates=dict(type="str", choices=list(users_rules.DUPLICATES_POLICIES), default="fail"),
         ),
         required_one_of=[("users", "users_file")],
     )
     params = module.params
     if params["concurrency"] < 1:
-        module.fail_json(msg="concurrency must be at least 1.")
+        module.fail_option("concurrency must be at least 1.", "concurrency")
 
     def body():
         threshold = users_rules.parse_fail_threshold(params["fail_threshold"])
@@ -284,7 +285,7 @@ def main():
             text = users_rules.read_users_file(params["users_file"])
             file_addresses, warnings = gmail_imap.users_file_addresses(text)
         targets, more_warnings = gmail_imap.build_targets(
-            params["users"], file_addresses, gmail_imap.task_settings(params)
+            params["users"], file_addresses, gmail_imap.task_settings(params), params["duplicates"]
         )
         for warning in warnings + more_warnings:
             module.warn(warning)

@@ -65,7 +65,7 @@ def test_clean_users_drops_blanks_duplicates_and_invalid_with_warnings():
         "email\nalice@example.test\n\nALICE@example.test\nbob@example.test\nbob@\n@example.test\n"
         "carol@example\nd ave@example.test\nalice@example.test\n"
     )
-    users, warnings, skipped = us.clean_users(us.parse_users_file(text), "users_file")
+    users, warnings, skipped = us.clean_users(us.parse_users_file(text), "users_file", duplicates="warn")
     assert users == ["alice@example.test", "bob@example.test"]
     assert skipped["blank"] == 1
     assert skipped["duplicate"] == ["ALICE@example.test", "alice@example.test"]
@@ -73,17 +73,53 @@ def test_clean_users_drops_blanks_duplicates_and_invalid_with_warnings():
     assert "users_file line 6" in skipped["invalid"][0]
     assert len(warnings) == 3
     assert warnings[0] == "Ignored 1 blank entry in users_file."
-    assert warnings[1].startswith("Ignored 2 duplicate addresses in users_file: ALICE@example.test")
+    assert warnings[1].startswith("Ignored 2 duplicate addresses in users_file (duplicates: warn): ALICE@example.test")
+    assert "deletes all their voice messages" in warnings[1]
     assert warnings[2].startswith("Ignored 4 invalid addresses in users_file: 'bob@' (users_file line 6)")
 
 
 def test_clean_users_from_a_list_and_long_listings_are_capped():
     entries = ["user%02d@example.test" % (number % 3) for number in range(20)] + [" ", ""]
-    users, warnings, skipped = us.clean_users(entries)
+    users, warnings, skipped = us.clean_users(entries, duplicates="warn")
     assert users == ["user00@example.test", "user01@example.test", "user02@example.test"]
     assert skipped["blank"] == 2
     assert len(skipped["duplicate"]) == 17
     assert "and 7 more" in warnings[1]
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        ["alice@example.test", "bob@example.test", "Alice@Example.TEST"],
+        ["alice@example.test", "  alice@example.test  "],
+        [(2, "alice@example.test"), (9, "ALICE@example.test")],
+    ],
+    ids=["case", "whitespace", "file-lines"],
+)
+def test_a_duplicate_fails_by_default_and_says_why(entries):
+    with pytest.raises(us.UsersError) as caught:
+        us.clean_users(entries, "users_file")
+    error = caught.value
+    assert error.reason == "duplicate_users"
+    assert "1 address is listed more than once in users_file" in error.msg
+    assert "alice@example.test" in error.msg
+    assert "deletes all their voice messages" in error.msg
+    assert "duplicates: warn" in error.msg  # the way out, for a list that only repeats the same mailbox
+
+
+def test_every_users_error_has_a_reason():
+    refusals = [
+        lambda: us.parse_fail_threshold("many"),
+        lambda: us.users_file_entries("id,name\n1,alice\n"),
+        lambda: us.read_users_file("/nonexistent/users.txt"),
+        lambda: us.clean_users(["a@example.test", "A@example.test"]),
+    ]
+    reasons = []
+    for refuse in refusals:
+        with pytest.raises(us.UsersError) as caught:
+            refuse()
+        reasons.append(caught.value.reason)
+    assert reasons == ["invalid_fail_threshold", "invalid_users_file", "users_file_unreadable", "duplicate_users"]
 
 
 @pytest.mark.parametrize(

@@ -95,11 +95,23 @@ def test_users_file_and_warnings(run_module, gmail, key_text, tmp_path):
     users_file = tmp_path / "users.csv"
     users_file.write_text("email,name\nalice@example.test,Alice\nALICE@example.test,dup\nnot-an-address,x\n")
     result = run_module(
-        gmail_imap_settings, {"content": key_text, "users_file": str(users_file), "users": ["bob@example.test"]}
+        gmail_imap_settings,
+        {"content": key_text, "users_file": str(users_file), "users": ["bob@example.test"], "duplicates": "warn"},
     )
     assert [r["user"] for r in result["results"]] == ["bob@example.test", "alice@example.test"]
     assert any("not e-mail addresses" in warning for warning in result["warnings"])
     assert any("duplicate" in warning for warning in result["warnings"])
+
+
+def test_a_duplicate_address_fails_before_any_change(run_module, gmail, key_text):
+    result = run_module(
+        gmail_imap_settings,
+        {"content": key_text, "users": ["alice@example.test", "bob@example.test", "ALICE@example.test"]},
+    )
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert result["reason"] == "duplicate_users"
+    assert "alice@example.test" in result["msg"]
 
 
 def test_unknown_user_fails_the_task_with_a_per_user_result(run_module, gmail, key_text):
