@@ -61,7 +61,10 @@ options:
     type: float
     default: 10
 notes:
-  - Google may take a few minutes (rarely up to 24 hours) to apply a change made in the Admin console.
+  - Google can take up to 24 hours to apply a change made in the Admin console (Google Workspace Admin Help, "How
+    changes propagate to Google services"), and domain-wide delegation is among the settings multi-party approval
+    protects - when it is on, a change waits, pending, until a second super administrator approves it ("Multi-party
+    approval for sensitive actions"). Until then the check reports V(token_unauthorized_scope).
   - A scope refused for some subjects but not others usually means the Google service (Gmail) is off for the
     refused users' organisational unit.
   - A disabled service account is reported as V(token_invalid_key), because Google answers it exactly like a deleted one
@@ -240,7 +243,11 @@ def main():
     subjects = [subject.strip() for subject in params["subjects"] if subject and subject.strip()]
     scopes = list(dict.fromkeys(scope.strip() for scope in params["scopes"] if scope and scope.strip()))
     if not subjects or not scopes:
-        module.fail_json(msg="subjects and scopes must each name at least one value.")
+        module.fail_option(
+            "subjects and scopes must each name at least one value: list the users to act as in subjects and the "
+            "OAuth scopes to check in scopes.",
+            "subjects" if not subjects else "scopes",
+        )
 
     def body():
         source = module.token_source(scopes, max_connections=min(MAX_WORKERS, len(subjects) * len(scopes)), lean=True)

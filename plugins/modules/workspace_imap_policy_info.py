@@ -16,8 +16,13 @@ description:
     V(https://www.googleapis.com/auth/cloud-identity.policies.readonly).
   - Returns RV(imap_access) V(enabled), V(disabled), V(mixed) (some org units or groups differ; see RV(policies))
     or V(unknown), and every IMAP access policy with its org unit or group.
+  - Google's Policy API does not expose the same section's option C(Restrict which mail clients users can use (OAuth
+    mail clients only)), which locks NuPoint out even where RV(imap_access) reads V(enabled) (a client using
+    domain-wide delegation cannot be put on its allow-list). RV(client_restriction) is therefore always V(unknown) and
+    RV(client_restriction_message) says what to check in the Admin console.
   - B(A diagnostic that does not fail by default.) When the policy cannot be read (the scope is not authorised for
-    the client ID, O(subject) is not an administrator, Google cannot be reached), the module succeeds with
+    the client ID, the Cloud Identity API is not enabled in the service account's project, O(subject) is not a super
+    administrator, Google cannot be reached), the module succeeds with
     RV(policy_readable=false), a warning, RV(reason) and a message saying how to allow it, including
     RV(admin_console_url) when the scope is missing. Set O(fail_on_error) to fail instead, and O(require_enabled) to
     fail unless IMAP access is verified to be enabled everywhere.
@@ -31,8 +36,8 @@ extends_documentation_fragment:
 options:
   subject:
     description:
-      - A super administrator of the domain (or an administrator whose role may read Gmail settings) to act as.
-        The Policy API answers only administrators.
+      - A super administrator of the domain to act as. Only a super administrator can use the Cloud Identity Policy
+        API (Google's "Policy API overview").
     type: str
     required: true
   customer:
@@ -60,6 +65,14 @@ seealso:
   - name: Turn POP and IMAP on and off for users
     description: Google Workspace Admin Help on the domain's IMAP switch.
     link: https://support.google.com/a/answer/105694
+  - name: Recommendations for setting up IMAP
+    description: >-
+      Google Workspace Admin Help: the OAuth mail client restriction cannot admit a client using domain-wide delegation;
+      IMAP changes can take up to 24 hours.
+    link: https://support.google.com/a/answer/10547014
+  - name: Policy API overview
+    description: Only a super administrator can use the Cloud Identity Policy API.
+    link: https://cloud.google.com/identity/docs/concepts/overview-policies
 """
 
 EXAMPLES = r"""
@@ -154,8 +167,10 @@ failure_class:
 reason:
   description:
     - Why the policy could not be read, V(null) when it was read.
-    - V(unauthorized_scope) (authorise the scope with RV(admin_console_url)), V(not_admin) (O(subject) may not read
-      policies), V(unknown_subject) (Google does not know O(subject)) or V(error).
+    - V(unauthorized_scope) (authorise the scope with RV(admin_console_url)), V(service_disabled) (the Cloud Identity
+      API is not enabled in the service account's Google Cloud project; enable it with RV(activation_url)),
+      V(not_admin) (O(subject) is not a super administrator), V(unknown_subject) (Google does not know O(subject)) or
+      V(error).
   returned: always
   type: str
   sample: unauthorized_scope
@@ -174,6 +189,24 @@ admin_console_url:
       V(https://www.googleapis.com/auth/cloud-identity.policies.readonly) for the client ID. The link I(replaces) the
       client's scope list; add any other scopes you authorised for it.
   returned: when RV(reason=unauthorized_scope)
+  type: str
+activation_url:
+  description:
+    - Google's link that enables the Cloud Identity API in the service account's project (the C(activationUrl) of
+      its C(SERVICE_DISABLED) answer).
+  returned: when RV(reason=service_disabled)
+  type: str
+  sample: https://console.developers.google.com/apis/api/cloudidentity.googleapis.com/overview?project=123456789012
+client_restriction:
+  description:
+    - Whether IMAP is restricted to an allow-list of OAuth mail clients. Always V(unknown) - Google's Policy API
+      exposes only C(enableImapAccess) for C(settings/gmail.imap_access).
+  returned: always
+  type: str
+  sample: unknown
+client_restriction_message:
+  description: Why RV(client_restriction) cannot be read, and what to check in the Admin console instead.
+  returned: always
   type: str
 client_id:
   description: The service account's client ID.
@@ -197,7 +230,10 @@ def main():
     params = module.params
     subject = params["subject"].strip().lower()
     if "@" not in subject:
-        module.fail_json(msg="subject must be an administrator's e-mail address, got %r." % params["subject"])
+        module.fail_option(
+            "subject must be an administrator's e-mail address (a super administrator's), got %r." % params["subject"],
+            "subject",
+        )
 
     def body():
         client = module.api_client(imap_policy.SCOPES, 2)
@@ -206,8 +242,9 @@ def main():
         finally:
             client.close()
         result["client_id"] = client.client_id
-        if result["admin_console_url"] is None:
-            del result["admin_console_url"]
+        for optional in ("admin_console_url", "activation_url"):
+            if result[optional] is None:
+                del result[optional]
         if not result["policy_readable"]:
             must = params["fail_on_error"] or params["require_enabled"]
         else:

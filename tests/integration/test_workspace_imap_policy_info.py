@@ -90,3 +90,38 @@ def test_subject_not_an_admin_or_unknown(policy_lab):
     run = run_playbook(play(policy_lab, subject="ghost@" + policy_lab.domain, fail_on_error=True))
     assert run.rc != 0
     assert run.result("policy")["reason"] == "unknown_subject"
+
+
+def test_not_admin_says_only_super_administrators_may_use_the_policy_api(policy_lab):
+    result = run_playbook(play(policy_lab, subject=policy_lab.users[0])).result("policy")
+    assert result["reason"] == "not_admin"
+    assert "Only a super administrator can use the Cloud Identity Policy API" in result["message"]
+
+
+def test_cloud_identity_api_disabled_is_service_disabled_with_googles_link(policy_lab):
+    """Google's 403 SERVICE_DISABLED / accessNotConfigured is not a subject problem: it names the enable link."""
+    policy_lab.google.set_services(policy_lab.project_id, ["cloudidentity.googleapis.com"], enabled=False)
+    number = policy_lab.google.state()["projects"][policy_lab.project_id]["number"]
+    link = "https://console.developers.google.com/apis/api/cloudidentity.googleapis.com/overview?project=%s" % number
+    run = run_playbook(play(policy_lab))
+    assert run.rc == 0, run.stdout + run.stderr
+    result = run.result("policy")
+    assert result["policy_readable"] is False
+    assert (result["failure_class"], result["reason"], result["http_status"]) == ("api_error", "service_disabled", 403)
+    assert result["activation_url"] == link
+    assert link in result["message"]
+    assert "not_admin" not in result["message"] and "super administrator" not in result["message"]
+    assert result["client_restriction"] == "unknown"
+    strict = run_playbook(play(policy_lab, fail_on_error=True))
+    assert strict.rc != 0 and link in strict.result("policy")["msg"]
+    policy_lab.google.set_services(policy_lab.project_id, ["cloudidentity.googleapis.com"], enabled=True)
+    assert run_playbook(play(policy_lab, require_enabled=True)).rc == 0
+
+
+def test_the_client_restriction_is_reported_as_unreadable(policy_lab):
+    run = run_playbook(play(policy_lab))
+    result = run.result("policy")
+    assert result["imap_access"] == "enabled"
+    assert result["client_restriction"] == "unknown"
+    assert "Allow any mail client" in result["client_restriction_message"]
+    assert "Restrict which mail clients users can use (OAuth mail clients only)" in result["client_restriction_message"]

@@ -53,6 +53,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failure
     classify_api_error,
     classify_network_error,
     network_summary,
+    parse_activation_url,
     parse_api_error,
     shorten,
 )
@@ -248,7 +249,15 @@ class GoogleApiClient:
                     google_message or "no message",
                 )
             raise GoogleApiError(
-                failure_class, message, status, api_status, reason, google_message, retryable, attempts
+                failure_class,
+                message,
+                status,
+                api_status,
+                reason,
+                google_message,
+                retryable,
+                attempts,
+                activation_url=parse_activation_url(response.content) if status == 403 else None,
             )
 
     def close(self):  # type: () -> None

@@ -29,6 +29,8 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     ADMIN_CONSOLE_DWD_PAGE,
+    MULTI_PARTY_APPROVAL_NOTE,
+    PROPAGATION_NOTE,
     TokenError,
     admin_console_url,
     hint,
@@ -89,7 +91,8 @@ def _missing_scopes_text(source, missing_scopes, scopes):  # type: (Any, Sequenc
         "(admin.google.com) open %s. If client ID %s is listed, click it, choose Edit, and make the OAuth scopes "
         "read exactly: %s . Otherwise click Add new, paste %s into Client ID and %s into OAuth scopes "
         "(comma-delimited), and click Authorize. The admin_console_url link opens that page with both filled in. "
-        "Google may take a few minutes to apply it."
+        "%s, and %s; until then this check reports token_unauthorized_scope: run it again later rather than "
+        "changing the entry again."
         % (
             source.client_id,
             source.client_email,
@@ -99,6 +102,8 @@ def _missing_scopes_text(source, missing_scopes, scopes):  # type: (Any, Sequenc
             ",".join(scopes),
             source.client_id,
             ",".join(scopes),
+            PROPAGATION_NOTE,
+            MULTI_PARTY_APPROVAL_NOTE,
         )
     )
 

@@ -37,6 +37,8 @@ try:  # Python 2.7 has no typing module; the names serve the type comments (mypy
     from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
 except ImportError:  # pragma: no cover
     pass
+from ansible.module_utils.six import string_types
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import is_stale_connection_error
 
 OK = "ok"
@@ -112,12 +114,25 @@ _NETWORK_HINTS[ENDPOINT_API] = _NETWORK_HINTS[ENDPOINT_TOKEN]
 ADMIN_CONSOLE_DWD_URL = "https://admin.google.com/ac/owl/domainwidedelegation"
 ADMIN_CONSOLE_DWD_PAGE = "Security > Access and data control > API controls > Manage domain-wide delegation"
 ADMIN_CONSOLE_IMAP_PAGE = "Apps > Google Workspace > Gmail > End User Access > POP and IMAP access"
+# The option of that page no API shows (Google's "Policy API supported settings" has only enableImapAccess), and
+# which cannot admit NuPoint: "You can't add third-party email clients that use domain-wide delegation through a
+# service account" (Google Workspace Admin Help, "Recommendations for setting up IMAP").
+IMAP_CLIENT_RESTRICTION = "Restrict which mail clients users can use (OAuth mail clients only)"
+IMAP_ANY_CLIENT = "Allow any mail client"
+# How long Google takes, and what can hold a change: said once, here, wherever a fix is an Admin console change
+# ("How changes propagate to Google services", "Recommendations for setting up IMAP", "Multi-party approval for
+# sensitive actions").
+PROPAGATION_NOTE = "Google can take up to 24 hours to apply a change made in the Admin console"
+MULTI_PARTY_APPROVAL_NOTE = (
+    "with multi-party approval on, a domain-wide delegation change waits, pending, until a second super "
+    "administrator approves it (Admin console > Security > Multi-party approval)"
+)
 
 # What fixes each class that is not a network class (those depend on the endpoint: see hint()).
 HINTS = {
     "token_unauthorized_scope": (
         "Domain-wide delegation does not authorise the client ID for this scope: add the scope to the client ID "
-        "in the Admin console (%s)." % ADMIN_CONSOLE_DWD_PAGE
+        "in the Admin console (%s). %s; %s." % (ADMIN_CONSOLE_DWD_PAGE, PROPAGATION_NOTE, MULTI_PARTY_APPROVAL_NOTE)
     ),
     "token_invalid_user": (
         "Google does not know this user: check the address (primary address, not an alias) and that the user "
@@ -134,13 +149,18 @@ HINTS = {
     ),
     "token_other": "Google refused the token request; see google_error and google_description.",
     "imap_disabled": (
-        "Gmail refuses IMAP for this user: enable IMAP in the user's Gmail settings "
-        "(nupoint.gworkspace.gmail_imap_settings) or, when the text says so, for the domain or organisational unit "
-        "(Admin console > %s)." % ADMIN_CONSOLE_IMAP_PAGE
+        "Gmail refuses IMAP for this user. 'IMAP access is disabled for your domain': turn IMAP on for the domain or "
+        "the user's organisational unit (Admin console > %s; nupoint.gworkspace.workspace_imap_policy_info reads "
+        "it). 'Your account is not enabled for IMAP use': set the user's IMAP setting "
+        "(nupoint.gworkspace.gmail_imap_settings enabled: true); Google has been removing the users' own IMAP "
+        "switch, so when Gmail does not keep it, the organisational unit's setting decides. %s."
+        % (ADMIN_CONSOLE_IMAP_PAGE, PROPAGATION_NOTE)
     ),
     "imap_auth_failed": (
         "The IMAP server refused the access token: check that the token's scope is https://mail.google.com/, "
-        "that the address is the user's primary address and that the user is not suspended."
+        "that the address is the user's primary address, that the user is not suspended, and that the Admin "
+        "console's IMAP setting (%s) is '%s' for the user's organisational unit: '%s' cannot admit a client "
+        "that uses domain-wide delegation." % (ADMIN_CONSOLE_IMAP_PAGE, IMAP_ANY_CLIENT, IMAP_CLIENT_RESTRICTION)
     ),
     "imap_other": "The IMAP server refused the session; see the message for the server's words.",
     API_FAILURE_CLASS: "Google's API refused or failed the call; see the message for Google's status and reason.",
@@ -238,7 +258,8 @@ class GoogleApiError(GoogleFailure):
     """A REST API call failed: ``token_unauthorized_scope`` (the token lacks the API's scope), a network class
     or ``api_error``. ``api_status``: Google's status name (``PERMISSION_DENIED``); ``reason``: the most specific
     reason Google gave (``ErrorInfo.reason`` such as ``ACCESS_TOKEN_SCOPE_INSUFFICIENT``, else
-    ``errors[0].reason``); ``google_message``: Google's own message."""
+    ``errors[0].reason``); ``google_message``: Google's own message; ``activation_url``: the link that enables
+    the API when Google refused because it is disabled in the caller's project (:func:`parse_activation_url`)."""
 
     def __init__(
         self,
@@ -250,11 +271,14 @@ class GoogleApiError(GoogleFailure):
         google_message=None,
         retryable=False,
         attempts=1,
-    ):  # type: (str, str, Optional[int], Optional[str], Optional[str], Optional[str], bool, int) -> None
+        activation_url=None,
+    ):  # type: (str, str, Optional[int], Optional[str], Optional[str], Optional[str], bool, int, Optional[str]) -> None
         super(GoogleApiError, self).__init__(failure_class, message, retryable, status, attempts)
         self.api_status = api_status
         self.reason = reason
         self.google_message = google_message
+        # Google's "enable this API" link (ErrorInfo metadata.activationUrl of a SERVICE_DISABLED answer).
+        self.activation_url = activation_url
 
     @property
     def insufficient_scope(self):  # type: () -> bool
@@ -417,7 +441,7 @@ def classify_token_error(error, description, status=None):  # type: (Optional[st
 def _json_mapping(data):  # type: (Any) -> Optional[Mapping[str, Any]]
     if isinstance(data, bytes):
         data = data.decode("utf-8", "replace")
-    if isinstance(data, str):
+    if isinstance(data, string_types):
         try:
             data = json.loads(data)
         except ValueError:
@@ -483,7 +507,7 @@ def parse_api_error(body):  # type: (Any) -> Tuple[Optional[str], Optional[str],
     if envelope is None:
         return None, None, None
     error = envelope.get("error")
-    if isinstance(error, str):
+    if isinstance(error, string_types):
         # The OAuth dialect ({"error": "invalid_token", "error_description": ...}) from some front ends.
         return None, error, _text(envelope.get("error_description"))
     if not isinstance(error, Mapping):
@@ -550,8 +574,8 @@ API_REFUSAL_HINTS = {
     ),
     REFUSAL_SERVICE_DISABLED: (
         "The API is not enabled in the Google Cloud project the credential belongs to: enable it at the link in the "
-        "message (or list it in nupoint.gworkspace.service_account's services option), wait a few minutes for it to propagate, "
-        "and retry."
+        "message (or list it in nupoint.gworkspace.service_account's services option), give it time to propagate "
+        "(Google's message asks for minutes), and retry."
     ),
     REFUSAL_PERMISSION_DENIED: (
         "The admin credential may not do this. Managing keys needs roles/iam.serviceAccountKeyAdmin on the service "
@@ -572,6 +596,42 @@ def activation_url(message):  # type: (Optional[str]) -> Optional[str]
     """The "enable this API" link of Google's SERVICE_DISABLED / accessNotConfigured message, if it has one."""
     found = _ACTIVATION_URL.search(message or "")
     return found.group(0).rstrip(".,)") if found else None
+
+
+def parse_activation_url(body):  # type: (Any) -> Optional[str]
+    """``metadata.activationUrl`` of the ``SERVICE_DISABLED`` ErrorInfo in Google's error envelope, else None.
+
+    Google answers a call to an API that is disabled in the caller's project with HTTP 403, ``ErrorInfo.reason``
+    ``SERVICE_DISABLED`` (googleapis' ErrorReason: "The request is calling a disabled service for a consumer") and
+    the enable link in its metadata; the legacy ``errors[0].reason`` is ``accessNotConfigured``.
+    """
+    envelope = _json_mapping(body)
+    error = envelope.get("error") if envelope is not None else None
+    if not isinstance(error, Mapping):
+        return None
+    for detail in error.get("details") or ():
+        if (
+            isinstance(detail, Mapping)
+            and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo")
+            and detail.get("reason") == "SERVICE_DISABLED"
+        ):
+            metadata = detail.get("metadata")
+            link = metadata.get("activationUrl") if isinstance(metadata, Mapping) else None
+            return _text(link) if link else None
+    return None
+
+
+def enable_link(exc):  # type: (GoogleApiError) -> Optional[str]
+    """The link that enables the disabled API ``exc`` names: Google's activationUrl, else the one in its message."""
+    return getattr(exc, "activation_url", None) or activation_url(exc.google_message)
+
+
+def is_service_disabled(exc):  # type: (GoogleApiError) -> bool
+    """Google refused because the API is disabled in the caller's Cloud project (the ``service_disabled`` refusal)."""
+    return (
+        exc.failure_class == API_FAILURE_CLASS
+        and classify_api_refusal(exc.status, exc.api_status, exc.reason, exc.google_message) == REFUSAL_SERVICE_DISABLED
+    )
 
 
 def classify_api_refusal(
@@ -618,7 +678,7 @@ class ApiRefusal(GoogleApiError):
             source.attempts,
         )
         self.refusal = refusal
-        self.activation_url = activation
+        self.activation_url = activation or source.activation_url
 
     def as_result(self):  # type: () -> Dict[str, Any]
         result = super(ApiRefusal, self).as_result()

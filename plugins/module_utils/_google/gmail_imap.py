@@ -35,10 +35,15 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import failures
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import SCOPE_GMAIL_SETTINGS_BASIC
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
+    ADMIN_CONSOLE_IMAP_PAGE,
     API_FAILURE_CLASS,
+    API_REFUSAL_HINTS,
     CLIENT_WIDE_CLASSES,
+    REFUSAL_SERVICE_DISABLED,
     GoogleApiError,
     TokenError,
+    enable_link,
+    is_service_disabled,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
     DEFAULT_CONCURRENCY,
@@ -51,6 +56,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import (
     DUPLICATE,
     INVALID,
     UsersError,
+    duplicates_error,
     listing,
     screen_address,
     users_file_entries,
@@ -72,6 +78,17 @@ FIELDS = (
 OPTION_NAMES = tuple(option for option, _field in FIELDS)
 EXPUNGE_BEHAVIORS = ("archive", "trash", "deleteForever")
 MAX_FOLDER_SIZES = (0, 1000, 2000, 5000, 10000)
+
+# Gmail may not keep a user's own IMAP switch: Google has been removing it (IMAP always on for the user, the
+# administrator decides). Gmail's API reference still documents ``enabled`` unchanged, so the module still sets
+# it, and says so when Gmail does not keep it, without calling the user imap_disabled (only Gmail's IMAP refusal
+# does that, in imap_check).
+NOT_KEPT_ENABLED = (
+    " Google has been removing the users' own IMAP switch: whether this user may use IMAP is the administrator's "
+    "setting for the user's organisational unit (Admin console > %s; nupoint.gworkspace.workspace_imap_policy_info "
+    "reads it). nupoint.gworkspace.imap_check reports imap_disabled only when Gmail's IMAP server refuses the "
+    "login." % ADMIN_CONSOLE_IMAP_PAGE
+)
 
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
@@ -137,19 +154,21 @@ def task_settings(params):  # type: (Mapping[str, Any]) -> Dict[str, Any]
     }
 
 
-def build_targets(users, file_addresses, defaults):  # type: (Optional[Sequence[Any]], Sequence[str], Mapping[str, Any]) -> Tuple[List[Tuple[str, Dict[str, Any]]], List[str]]
-    """``([(user, wanted), ...], warnings)`` in first-seen order, addresses lower-cased, duplicates merged.
+def build_targets(users, file_addresses, defaults, duplicates="fail"):
+    # type: (Optional[Sequence[Any]], Sequence[str], Mapping[str, Any], str) -> Tuple[List[Tuple[str, Dict[str, Any]]], List[str]]
+    """``([(user, wanted), ...], warnings)`` in first-seen order, addresses lower-cased.
 
     ``users`` items are addresses or dicts ``{user: ..., enabled: ..., ...}`` whose settings override
-    ``defaults`` for that user. Invalid addresses are dropped with a warning; the same user listed twice
-    with different settings is an error (which one was meant?).
+    ``defaults`` for that user. Invalid addresses are dropped with a warning. A user listed twice is
+    refused (``users.duplicates_error``) unless ``duplicates`` is ``warn``, which merges the entries; with
+    different settings it is an error either way (which one was meant?).
     """
     warnings = []  # type: List[str]
     wanted_by_user = {}  # type: Dict[str, Dict[str, Any]]
     order = []  # type: List[str]
     seen = set()  # type: Set[str]
     invalid = []  # type: List[str]
-    duplicates = 0
+    repeated = []  # type: List[str]
     entries = [(item, "users") for item in users or ()]  # type: List[Tuple[Any, str]]
     entries.extend((address, "users_file") for address in file_addresses)
     for item, source in entries:
@@ -184,7 +203,7 @@ def build_targets(users, file_addresses, defaults):  # type: (Optional[Sequence[
         wanted = dict(defaults)
         wanted.update(overrides)
         if verdict == DUPLICATE:
-            duplicates += 1
+            repeated.append(user)
             if wanted_by_user[user] != wanted:
                 raise SettingsInputError(
                     "%s is listed more than once with different settings (%s and %s); list it once."
@@ -193,10 +212,15 @@ def build_targets(users, file_addresses, defaults):  # type: (Optional[Sequence[
             continue
         wanted_by_user[user] = wanted
         order.append(user)
+    if repeated and duplicates != "warn":
+        raise duplicates_error(repeated, "users and users_file" if file_addresses and users else entries[0][1])
     if invalid:
         warnings.append("Skipped %d entries that are not e-mail addresses: %s." % (len(invalid), listing(invalid)))
-    if duplicates:
-        warnings.append("Skipped %d duplicate entries (addresses compare case-insensitively)." % duplicates)
+    if repeated:
+        warnings.append(
+            "Merged %d duplicate entries (addresses compare case-insensitively; duplicates: warn): %s."
+            % (len(repeated), listing(repeated))
+        )
     return [(user, wanted_by_user[user]) for user in order], warnings
 
 
@@ -265,6 +289,8 @@ def apply_user(client, user, wanted, check_mode):  # type: (Any, str, Mapping[st
             result["message"] = "Gmail accepted the update but still reports %s." % ", ".join(
                 "%s=%s" % (option, result["after"].get(option)) for option in still_differing
             )
+            if "enabled" in still_differing:
+                result["message"] += NOT_KEPT_ENABLED
     except TokenError as exc:
         result["failure_class"] = exc.failure_class
         result["message"] = exc.msg
@@ -280,6 +306,15 @@ def apply_user(client, user, wanted, check_mode):  # type: (Any, str, Mapping[st
 
 
 def _api_message(exc, user):  # type: (GoogleApiError, str) -> str
+    if is_service_disabled(exc):
+        return (
+            "%s The Gmail API (gmail.googleapis.com) is not enabled in the service account's project: enable it at %s. %s"
+            % (
+                exc.msg,
+                enable_link(exc) or "the link in Google's message",
+                API_REFUSAL_HINTS[REFUSAL_SERVICE_DISABLED],
+            )
+        )
     if exc.insufficient_scope:
         return (
             "%s The access token for %s lacks %s: authorise that scope for the client ID in the Admin console "

@@ -54,8 +54,8 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failure
     ApiRefusal,
     GoogleApiError,
     TokenError,
-    activation_url,
     classify_api_refusal,
+    enable_link,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import new_session
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
@@ -68,6 +68,9 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token i
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_format import (
     CredentialKeyError,
     credential_key_metadata,
+)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
+    certificate_fingerprint_sha256,
 )
 
 # The result field that carries a created key from service_account_key to its action plugin (key_handover),
@@ -215,7 +218,7 @@ def refused(exc, what, creating_key=False):  # type: (GoogleApiError, str, bool)
     refusal = classify_api_refusal(exc.status, exc.api_status, exc.reason, exc.google_message, creating_key)
     if refusal is None:
         return exc
-    link = activation_url(exc.google_message) if refusal == REFUSAL_SERVICE_DISABLED else None
+    link = enable_link(exc) if refusal == REFUSAL_SERVICE_DISABLED else None
     said = exc.google_message or exc.msg
     if refusal == REFUSAL_KEY_QUOTA:
         said = "%s (Google's answer to the %d-key limit)" % (said, MAX_KEYS_PER_SERVICE_ACCOUNT)
@@ -334,6 +337,63 @@ def set_key_disabled(client, account, key_id, disabled, project_id=None):  # typ
         "%s key %s of %s" % (verb, key_id, account),
         body={},
     )
+
+
+def key_fingerprint(client, account, key_id, project_id=None):  # type: (Any, str, str, Optional[str]) -> Optional[str]
+    """SHA-256 fingerprint of a key's public key, from its certificate (``keys.get`` with ``TYPE_X509_PEM_FILE``).
+
+    None when Google returns no certificate. Only the public half exists at Google after creation, which is all a
+    fingerprint needs: it tells which of the account's keys a JSON or P12 file holds.
+    """
+    body = _call(
+        client,
+        "GET",
+        "iam",
+        key_path(account, key_id, project_id),
+        "read the public key of key %s of %s" % (key_id, account),
+        params={"publicKeyType": "TYPE_X509_PEM_FILE"},
+    )
+    data = str(body.get("publicKeyData") or "")
+    if not data:
+        return None
+    try:
+        return certificate_fingerprint_sha256(base64.b64decode(data))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def with_fingerprints(client, account, keys, project_id=None):  # type: (Any, str, Sequence[Mapping[str, Any]], Optional[str]) -> List[Dict[str, Any]]
+    """``keys`` (:func:`list_keys`) each with its ``fingerprint_sha256`` (one ``keys.get`` per key; at most 10)."""
+    return [dict(key, fingerprint_sha256=key_fingerprint(client, account, key["key_id"], project_id)) for key in keys]
+
+
+def p12_pair_proof(keys, key_fingerprint_sha256, p12_fingerprint_sha256):  # type: (Sequence[Mapping[str, Any]], str, str) -> Dict[str, Any]
+    """Whether a JSON key and a P12 file of another key pair are both live keys of one account.
+
+    ``keys`` are the account's keys with their fingerprints (:func:`with_fingerprints`); the fingerprints are the
+    files' (``service_account_key_info``'s ``public_key_fingerprint_sha256`` and ``p12_fingerprint_sha256``).
+    Returns ``proven`` and, for each file, the key it holds at Google (or None) and what is wrong with it.
+    """
+
+    def normal(value):  # type: (Optional[str]) -> str
+        return str(value or "").replace(":", "").lower()
+
+    result = {"proven": True, "problems": []}  # type: Dict[str, Any]
+    for name, fingerprint in (("key", key_fingerprint_sha256), ("p12", p12_fingerprint_sha256)):
+        found = next((dict(key) for key in keys if normal(key.get("fingerprint_sha256")) == normal(fingerprint)), None)
+        result["%s_key_id" % name] = found["key_id"] if found else None
+        what = "the JSON key" if name == "key" else "the P12 file"
+        problem = None
+        if found is None:
+            problem = "%s (fingerprint %s) is not a key of this service account at Google" % (what, fingerprint)
+        elif found.get("disabled"):
+            problem = "%s is key %s, which is disabled" % (what, found["key_id"])
+        elif found.get("expired"):
+            problem = "%s is key %s, which has expired" % (what, found["key_id"])
+        if problem:
+            result["proven"] = False
+            result["problems"].append(problem)
+    return result
 
 
 def plan_key(keys, held_key_id, max_age_days, force):  # type: (Sequence[Mapping[str, Any]], Optional[str], Optional[int], bool) -> Tuple[str, Optional[Dict[str, Any]], str]

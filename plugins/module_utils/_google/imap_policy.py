@@ -13,8 +13,15 @@ them to one verdict: ``enabled`` (every policy enables IMAP), ``disabled`` (ever
 ``mixed`` (some org units or groups differ) or ``unknown`` (no policy returned).
 
 Reading the policy is a diagnostic: when it cannot be read, :func:`read_imap_policy` says why
-(``reason``: ``unauthorized_scope``, ``not_admin``, ``unknown_subject``, ``error``) and how to allow it,
-and leaves failing to the caller.
+(``reason``: ``unauthorized_scope``, ``service_disabled``, ``not_admin``, ``unknown_subject``, ``error``) and
+how to allow it, and leaves failing to the caller. Only a super administrator can use the Cloud Identity Policy
+API (Google's "Policy API overview").
+
+What the Policy API cannot show: the same Admin console section's "Restrict which mail clients users can use
+(OAuth mail clients only)" option. Google's "Policy API supported settings" lists one field for
+``gmail.imap_access``, ``enableImapAccess``, and nothing for the restriction or its allow-list of OAuth client
+IDs, which cannot admit a client using domain-wide delegation ("Recommendations for setting up IMAP"). So the
+result always says ``client_restriction: unknown`` and, in ``client_restriction_message``, what to check.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,9 +36,16 @@ except ImportError:  # pragma: no cover
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.api import SCOPE_POLICIES_READONLY
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     ADMIN_CONSOLE_IMAP_PAGE,
+    API_REFUSAL_HINTS,
+    IMAP_ANY_CLIENT,
+    IMAP_CLIENT_RESTRICTION,
+    PROPAGATION_NOTE,
+    REFUSAL_SERVICE_DISABLED,
     GoogleApiError,
     TokenError,
     admin_console_url,
+    enable_link,
+    is_service_disabled,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
@@ -44,6 +58,16 @@ MAX_PAGES = 50
 PAGE_SIZE = 100
 ADMIN_ROLES_URL = "https://admin.google.com/ac/roles"
 IMAP_SETTING_CONSOLE_PATH = ADMIN_CONSOLE_IMAP_PAGE
+SERVICE_NAME = "cloudidentity.googleapis.com"
+CLIENT_RESTRICTION_UNKNOWN = "unknown"
+CLIENT_RESTRICTION_MESSAGE = (
+    "Google's Policy API does not expose the IMAP option '%s' (settings/gmail.imap_access has only "
+    "enableImapAccess), so whether it is on cannot be read. When it is on, Gmail refuses NuPoint's IMAP logins even "
+    "where IMAP access reads enabled: a mail client that uses domain-wide delegation through a service account cannot "
+    "be added to its allow-list of OAuth client IDs. Check in the Admin console (%s), for the top-level "
+    "organisational unit and every unit or group with NuPoint users, that '%s' is selected."
+    % (IMAP_CLIENT_RESTRICTION, IMAP_SETTING_CONSOLE_PATH, IMAP_ANY_CLIENT)
+)
 
 
 def policy_filter(customer):  # type: (Optional[str]) -> str
@@ -120,11 +144,14 @@ def summarize_policies(policies):  # type: (Sequence[Mapping[str, Any]]) -> Dict
 def verdict_message(summary):  # type: (Mapping[str, Any]) -> str
     verdict = summary["imap_access"]
     if verdict == "enabled":
-        return "IMAP access is enabled for the domain (%d policy/policies)." % len(summary["policies"])
+        return (
+            "IMAP access is enabled for the domain (%d policy/policies). Whether IMAP is restricted to OAuth mail "
+            "clients cannot be read (see client_restriction_message)." % len(summary["policies"])
+        )
     if verdict == "disabled":
         return (
             "IMAP access is disabled for the domain: NuPoint cannot log in to any mailbox. Turn it on in the Admin "
-            "console (%s)." % IMAP_SETTING_CONSOLE_PATH
+            "console (%s); %s." % (IMAP_SETTING_CONSOLE_PATH, PROPAGATION_NOTE)
         )
     if verdict == "mixed":
         parts = []
@@ -134,8 +161,8 @@ def verdict_message(summary):  # type: (Mapping[str, Any]) -> str
             parts.append("groups %s" % ", ".join(summary["disabled_groups"]))
         return (
             "IMAP access is enabled for part of the domain only; it is disabled for %s. Users there cannot use "
-            "NuPoint's e-mail sync; see the Admin console (%s)."
-            % (" and ".join(parts) or "some users", IMAP_SETTING_CONSOLE_PATH)
+            "NuPoint's e-mail sync; see the Admin console (%s); %s."
+            % (" and ".join(parts) or "some users", IMAP_SETTING_CONSOLE_PATH, PROPAGATION_NOTE)
         )
     return "Google returned no %s policy, so IMAP access could not be verified; check the Admin console (%s)." % (
         POLICY_TYPE,
@@ -157,6 +184,9 @@ def read_imap_policy(client, subject, customer):  # type: (Any, str, Optional[st
         "message": "",
         "http_status": None,
         "admin_console_url": None,
+        "activation_url": None,
+        "client_restriction": CLIENT_RESTRICTION_UNKNOWN,
+        "client_restriction_message": CLIENT_RESTRICTION_MESSAGE,
     }  # type: Dict[str, Any]
     try:
         policies = list_policies(client, subject, customer)
@@ -177,11 +207,27 @@ def read_imap_policy(client, subject, customer):  # type: (Any, str, Optional[st
         result["http_status"] = exc.status
         if exc.insufficient_scope:
             return _scope_missing(result, client, exc.msg)
-        if exc.permission_denied:
+        if is_service_disabled(exc):
+            # Not the subject's fault: the Cloud Identity API is off in the service account's own project.
+            link = enable_link(exc)
+            result["reason"] = REFUSAL_SERVICE_DISABLED
+            result["activation_url"] = link
+            result["message"] = (
+                "The domain IMAP policy cannot be read: the Cloud Identity API (%s) is not enabled in the service "
+                "account's Google Cloud project. Enable it at %s. %s Google said: %s"
+                % (
+                    SERVICE_NAME,
+                    link or "the link in Google's message",
+                    API_REFUSAL_HINTS[REFUSAL_SERVICE_DISABLED],
+                    exc.msg,
+                )
+            )
+        elif exc.permission_denied:
             result["reason"] = "not_admin"
             result["message"] = (
-                "%s: %s cannot read the domain's policies. Set subject to a super administrator (or an admin whose "
-                "role may read Gmail settings, %s)." % (exc.msg, subject, ADMIN_ROLES_URL)
+                "%s: %s cannot read the domain's policies. Only a super administrator can use the Cloud Identity "
+                "Policy API: set subject to a super administrator of the domain (roles: %s)."
+                % (exc.msg, subject, ADMIN_ROLES_URL)
             )
         else:
             result["reason"] = "error"
