@@ -11,6 +11,9 @@ Why it is built this way:
 
 - One thread pool of ``concurrency`` workers for the whole run (no thread or process per user); results
   come back in input order whatever order they finish in.
+- Or, instead of a number, an :class:`AdaptiveConcurrency`: the run finds its own level, growing while
+  the rate of finished items grows (capped) and shrinking when the servers push back. What is right on
+  a LAN (the CPU is the limit) is far too little 40 ms away from the servers (round trips are).
 - A :class:`Breaker` stops a run early when its answers say every remaining user would fail the same
   way (the network is down, the client ID is not authorised): without it a firewall that drops
   packets costs ``user_timeout`` per user, 2,500 times.
@@ -32,7 +35,7 @@ import time
 from contextlib import contextmanager
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
-    from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar  # noqa: F401  # novermin
+    from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union  # noqa: F401  # novermin
 
     # Type aliases for the type comments.
     Item = TypeVar("Item")
@@ -148,31 +151,173 @@ class Breaker:
                 self.cause = dict(result)
 
 
+# --------------------------------------------------------------------------- adaptive concurrency
+
+#: Where an adaptive run starts, the most it grows to, and the least it shrinks to.
+ADAPTIVE_START = 16
+ADAPTIVE_CAP = 64
+ADAPTIVE_MIN = 4
+#: A step up is kept only when the completion rate grew by at least this fraction.
+ADAPTIVE_GAIN = 0.15
+#: Results in a measurement window: twice the level, and at least this many.
+ADAPTIVE_MIN_WINDOW = 16
+
+
+class AdaptiveConcurrency:
+    """How many items a run works on at a time, found by the run: grows while throughput grows, capped.
+
+    A fixed number is right for one network and wrong for another: 16 at a time keeps two cores busy on
+    a LAN, while 40 ms away from the servers each worker waits on round trips most of the time and 64
+    check four times as fast. So the run measures itself (:meth:`record` is given every result):
+
+    - It starts at ``start``. After each change it lets ``limit`` results go by (the new workers get
+      going), then measures the completion rate over the next ``2 * limit`` results (at least
+      :data:`ADAPTIVE_MIN_WINDOW`).
+    - A rate at least ``gain`` above the best measured so far keeps the level and, below ``cap``, raises
+      it by half. A rate that is not: back to the best level, and there it stays (a busy CPU or a
+      server at its limit; more workers would only queue).
+    - A result ``pushback(result)`` says the servers pushed back on (for example a login that had to be
+      retried, or a refused connection) halves the level (not below ``minimum``), and there it stays;
+      further push-back within the next ``limit`` results is the same burst and halves nothing more.
+
+    Deterministic given ``clock`` (tests pass a fake one). Thread-safe: :attr:`limit` is a plain int to
+    read; :meth:`record` takes a lock. :attr:`levels` is the history of levels, for the run's summary.
+    """
+
+    def __init__(
+        self,
+        start=ADAPTIVE_START,
+        cap=ADAPTIVE_CAP,
+        minimum=ADAPTIVE_MIN,
+        pushback=None,
+        gain=ADAPTIVE_GAIN,
+        clock=monotonic,
+    ):  # type: (int, int, int, Optional[Callable[[Mapping[str, Any]], bool]], float, Callable[[], float]) -> None
+        self.cap = max(1, min(int(cap), MAX_CONCURRENCY))
+        self.minimum = max(1, min(int(minimum), self.cap))
+        self.start = max(self.minimum, min(int(start), self.cap))
+        self.limit = self.start
+        self.levels = [self.start]  # type: List[int]
+        self.settled = False
+        self._pushback = pushback
+        self._gain = float(gain)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._best_rate = None  # type: Optional[float]
+        self._best_limit = self.start
+        self._calm = 0  # results during which push-back halves nothing more
+        self._skip = 0
+        self._window = 0
+        self._count = 0
+        self._window_start = 0.0
+        self._begin()
+
+    @property
+    def peak(self):  # type: () -> int
+        return max(self.levels)
+
+    def _begin(self):  # type: () -> None
+        self._skip = self.limit
+        self._window = max(ADAPTIVE_MIN_WINDOW, 2 * self.limit)
+        self._count = 0
+
+    def _set(self, limit):  # type: (int) -> None
+        if limit != self.limit:
+            self.limit = limit
+            self.levels.append(limit)
+        self._begin()
+
+    def record(self, result):  # type: (Mapping[str, Any]) -> int
+        """Take one finished item's result into account; the level from now on."""
+        with self._lock:
+            if self._calm:
+                self._calm -= 1
+            elif self._pushback is not None and self._pushback(result):
+                self.settled = True
+                self._set(max(self.minimum, self.limit // 2))
+                self._calm = self.limit
+                return self.limit
+            if self.settled:
+                return self.limit
+            if self._skip:
+                self._skip -= 1
+                if not self._skip:
+                    self._window_start = self._clock()
+                return self.limit
+            self._count += 1
+            if self._count < self._window:
+                return self.limit
+            elapsed = self._clock() - self._window_start
+            rate = self._count / elapsed if elapsed > 0 else float("inf")
+            if self._best_rate is None or rate >= self._best_rate * (1.0 + self._gain):
+                self._best_rate, self._best_limit = rate, self.limit
+                if self.limit >= self.cap:
+                    self.settled = True
+                else:
+                    self._set(min(self.cap, max(self.limit + 1, self.limit * 3 // 2)))
+            else:
+                self.settled = True
+                self._set(self._best_limit)
+            return self.limit
+
+    def __repr__(self):  # type: () -> str
+        return "AdaptiveConcurrency(limit=%d, levels=%r, settled=%r)" % (self.limit, self.levels, self.settled)
+
+
 # --------------------------------------------------------------------------- the runner
 
 
-def workers_for(concurrency, count):  # type: (int, int) -> int
-    """How many threads a run of ``count`` items at ``concurrency`` uses (1 to :data:`MAX_CONCURRENCY`)."""
+def workers_for(concurrency, count):  # type: (Union[int, AdaptiveConcurrency], int) -> int
+    """How many threads a run of ``count`` items at ``concurrency`` uses (1 to :data:`MAX_CONCURRENCY`).
+
+    For an :class:`AdaptiveConcurrency`, the most it may grow to.
+    """
+    if isinstance(concurrency, AdaptiveConcurrency):
+        concurrency = concurrency.cap
     return max(1, min(int(concurrency), MAX_CONCURRENCY, count or 1))
 
 
-def _run_threads(one, indexes, workers, name):  # type: (Callable[[int], None], List[int], int, str) -> None
+def _run_threads(one, indexes, workers, name, adaptive=None):
+    # type: (Callable[[int], None], List[int], int, str, Optional[AdaptiveConcurrency]) -> None
     """``one(index)`` for every index on ``workers`` threads that take the next index as they finish one.
 
-    Plain ``threading`` (``concurrent.futures`` is not in Python 2.7's standard library). The first
-    exception a worker meets stops every worker from taking more work and is raised here after all of
-    them have ended, so no thread outlives the call.
+    Plain ``threading`` (``concurrent.futures`` is not in Python 2.7's standard library). With
+    ``adaptive``, the number of workers follows ``adaptive.limit``: a worker that finds more workers
+    running than the limit ends, and after each item a worker starts new ones up to the limit while
+    indexes are left. The first exception a worker meets stops every worker from taking more work and
+    is raised here after all of them have ended, so no thread outlives the call.
     """
-    pending = iter(indexes)
     lock = threading.Lock()
+    finished = threading.Condition(lock)
+    state = {"next": 0, "running": 0}
+    threads = []  # type: List[threading.Thread]
     errors = []  # type: List[BaseException]
+
+    def start_workers(count):  # type: (int) -> None
+        # Called with the lock held.
+        for _number in range(count):
+            thread = threading.Thread(target=worker, name="%s-%d" % (name, len(threads)))
+            thread.daemon = True
+            threads.append(thread)
+            state["running"] += 1
+            thread.start()
+
+    def take():  # type: () -> Optional[int]
+        with lock:
+            wanted = adaptive.limit if adaptive is not None else workers
+            if errors or state["next"] >= len(indexes) or state["running"] > wanted:
+                state["running"] -= 1
+                finished.notify_all()
+                return None
+            index = indexes[state["next"]]
+            state["next"] += 1
+            if state["running"] < wanted:
+                start_workers(min(wanted - state["running"], len(indexes) - state["next"]))
+            return index
 
     def worker():  # type: () -> None
         while True:
-            with lock:
-                if errors:
-                    return
-                index = next(pending, None)
+            index = take()
             if index is None:
                 return
             try:
@@ -180,13 +325,13 @@ def _run_threads(one, indexes, workers, name):  # type: (Callable[[int], None], 
             except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread below
                 with lock:
                     errors.append(exc)
-                return
 
-    threads = [threading.Thread(target=worker, name="%s-%d" % (name, number)) for number in range(workers)]
-    for thread in threads:
-        thread.daemon = True
-        thread.start()
-    for thread in threads:
+    with lock:
+        start_workers(min(workers, len(indexes)))
+        while state["running"]:
+            finished.wait()
+        started = list(threads)
+    for thread in started:
         thread.join()
     if errors:
         raise errors[0]
@@ -201,8 +346,11 @@ def run_per_user(
     probe_first=False,
     name="per_user",
     on_result=None,
-):  # type: (Sequence[Item], Callable[[Item], Result], int, Optional[Breaker], Optional[Callable[[Item, Result], Result]], bool, str, Optional[Callable[[Result], None]]) -> List[Result]
+):  # type: (Sequence[Item], Callable[[Item], Result], Union[int, AdaptiveConcurrency], Optional[Breaker], Optional[Callable[[Item, Result], Result]], bool, str, Optional[Callable[[Result], None]]) -> List[Result]
     """``work(item)`` for every item, at most ``concurrency`` at a time; the results in input order.
+
+    ``concurrency``: a number, or an :class:`AdaptiveConcurrency` that is given every result of ``work``
+    and says how many workers to run from then on (between 1 and its cap).
 
     ``work`` must not raise (each per-user function turns its failures into a result). With a
     ``breaker``, every result is recorded and, once it has tripped, the items not yet started get
@@ -222,10 +370,13 @@ def run_per_user(
             result = work(item)
             if breaker is not None:
                 breaker.record(result)
+            if adaptive is not None:
+                adaptive.record(result)
         results[index] = result
         if on_result is not None:
             on_result(result)
 
+    adaptive = concurrency if isinstance(concurrency, AdaptiveConcurrency) else None
     indexes = list(range(len(items)))
     if probe_first and indexes:
         one(indexes.pop(0))
@@ -234,5 +385,5 @@ def run_per_user(
         for index in indexes:
             one(index)
     else:
-        _run_threads(one, indexes, workers, name)
+        _run_threads(one, indexes, min(workers, adaptive.limit) if adaptive is not None else workers, name, adaptive)
     return [result for result in results if result is not None]
