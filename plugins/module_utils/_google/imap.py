@@ -2,8 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The IMAP client a login check needs, and nothing else: greeting, ``AUTHENTICATE XOAUTH2``, ``EXAMINE``, ``LOGOUT``.
 
+A check is a handful of round trips, and 40 ms away from the server the round trips are its cost, so the
+client waits for as few as the protocol allows (:class:`ImapConnection`): the TCP handshake can run while
+the caller mints the user's token (:func:`start_connect`), the ``AUTHENTICATE`` leaves with the TLS
+handshake's last flight once the run knows the server takes SASL-IR (:class:`ServerProfile`), and
+``EXAMINE`` and ``LOGOUT`` go out together (:meth:`ImapConnection.select_and_logout`). Against the lab's
+Dovecot that is 4 round trips per user instead of 7, token request included.
+
 Failures are imaplib's exception types so that ``failures.classify_imap_failure`` serves this client and
-imapclient alike. Standard library only; parses as Python 3.6.
+imapclient alike. Standard library only; parses as Python 2.7 and 3.6.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -11,9 +18,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import errno
 import imaplib
 import json
 import re
+import select
 import socket
 import ssl  # noqa: F401 - named in type comments
 
@@ -105,6 +114,88 @@ def _quoted(value):  # type: (bytes) -> bytes
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
+class ServerProfile:
+    """What a run has learnt about its IMAP server from the greetings so far, shared by its connections.
+
+    ``capabilities``: those of the first greeting that listed any (None before). A connection that knows
+    the server takes SASL-IR sends its ``AUTHENTICATE`` right after the TLS handshake and reads the
+    greeting afterwards, one round trip less (RFC 3501 lets a client send before it has read the greeting;
+    the server reads the command once it has greeted). Gmail's greeting lists no capabilities, so nothing
+    is learnt from it and every connection there reads the greeting first. Plain attribute writes: safe
+    to share between threads.
+    """
+
+    def __init__(self):  # type: () -> None
+        self.capabilities = None  # type: Optional[frozenset]
+
+    def __repr__(self):  # type: () -> str
+        return "ServerProfile(capabilities=%r)" % (None if self.capabilities is None else len(self.capabilities))
+
+
+_IN_PROGRESS = (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN)
+
+
+def start_connect(host, port):  # type: (str, int) -> Optional[socket.socket]
+    """A TCP connection to ``host:port`` begun and not waited for, or None when it cannot even begin.
+
+    The kernel carries the handshake out while the caller does something else (``imap_login`` mints the
+    user's token meanwhile); :class:`ImapConnection` takes the socket as ``sock`` and finishes it. Nothing
+    is raised here: when the name does not resolve or the socket cannot be made, the connection is made the
+    usual way later and fails there, with the usual error.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except (socket.error, UnicodeError):
+        return None
+    if not infos:
+        return None
+    family, socktype, proto, _name, address = infos[0]
+    sock = None
+    try:
+        sock = socket.socket(family, socktype, proto)
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+    except socket.error:
+        if sock is not None:
+            sock.close()
+        return None
+    if code not in _IN_PROGRESS:
+        sock.close()
+        return None
+    return sock
+
+
+def _writable(sock, timeout):  # type: (socket.socket, Optional[float]) -> bool
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    return bool(select.select([], [sock], [], timeout)[1])
+
+
+def _finish_connect(sock, timeout):  # type: (socket.socket, Optional[float]) -> Optional[socket.socket]
+    """The socket :func:`start_connect` began, connected and blocking with ``timeout``.
+
+    None (the socket closed) when that connection failed: the caller connects the usual way, which tries
+    every address of the name and raises the usual error. ``socket.timeout`` when it did not complete in
+    ``timeout`` seconds, as ``socket.create_connection`` would.
+    """
+    try:
+        if not _writable(sock, timeout):
+            sock.close()
+            raise socket.timeout("timed out")
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            sock.close()
+            return None
+        sock.settimeout(timeout)
+    except socket.timeout:
+        raise
+    except (socket.error, ValueError):
+        sock.close()
+        return None
+    return sock
+
+
 class ImapConnection:
     """Just the IMAP a login check needs, over one verified TLS connection: greeting, AUTHENTICATE, EXAMINE, LOGOUT.
 
@@ -116,6 +207,12 @@ class ImapConnection:
     Dovecot's does, and waits for the empty continuation otherwise, as Gmail's greeting (no capabilities)
     requires; an error challenge is answered as :class:`XOAuth2Exchange` says.
 
+    Round trips: ``sock`` is a connection :func:`start_connect` began (the TCP handshake then costs the
+    caller nothing it was not waiting for anyway); with a ``profile`` that knows the server takes SASL-IR,
+    the greeting is read after ``AUTHENTICATE`` was sent (:attr:`greeted` says whether it has been read
+    yet, so that a failure can be put down to the greeting); :meth:`select_and_logout` pipelines the last
+    two commands.
+
     Failures are imaplib's exception types, so one classifier serves both: ``imaplib.IMAP4.error`` with the
     server's text for ``NO``/``BAD``, ``imaplib.IMAP4.abort`` for ``BYE`` and a dropped connection
     (``socket error: EOF``); socket and TLS errors propagate as they are. Same surface as imapclient's
@@ -123,8 +220,12 @@ class ImapConnection:
     ``logout()``, ``shutdown()``.
     """
 
-    def __init__(self, host, port, ssl_context, timeout):  # type: (str, int, ssl.SSLContext, Optional[float]) -> None
-        raw = socket.create_connection((host, port), timeout=timeout)
+    start_connect = staticmethod(start_connect)
+
+    def __init__(self, host, port, ssl_context, timeout, profile=None, sock=None):  # type: (str, int, ssl.SSLContext, Optional[float], Optional[ServerProfile], Optional[socket.socket]) -> None
+        raw = _finish_connect(sock, timeout) if sock is not None else None
+        if raw is None:
+            raw = socket.create_connection((host, port), timeout=timeout)
         try:
             self._sock = ssl_context.wrap_socket(raw, server_hostname=host)
         except BaseException:
@@ -133,6 +234,16 @@ class ImapConnection:
         self._file = self._sock.makefile("rb")
         self._tag = 0
         self._bye = None  # type: Optional[str]
+        self.greeted = False
+        known = profile.capabilities if profile is not None else None
+        self.capabilities = known or frozenset()  # type: frozenset
+        if known is None or b"SASL-IR" not in known:
+            self._greet()
+            if profile is not None and self.capabilities:
+                profile.capabilities = self.capabilities
+
+    def _greet(self):  # type: () -> None
+        """Read the greeting: ``* OK`` (its capabilities kept when it lists them), else the connection ends."""
         try:
             greeting = self._line()
         except BaseException:
@@ -142,7 +253,9 @@ class ImapConnection:
             self.shutdown()
             raise imaplib.IMAP4.abort(_text(greeting))
         found = _GREETING_CAPABILITY.search(greeting)
-        self.capabilities = frozenset(found.group(1).upper().split()) if found else frozenset()
+        if found:
+            self.capabilities = frozenset(found.group(1).upper().split())
+        self.greeted = True
 
     def socket(self):  # type: () -> ssl.SSLSocket
         return self._sock
@@ -159,11 +272,24 @@ class ImapConnection:
             literal = _LITERAL_AT_END.search(line)
         return line
 
+    def _send(self, *commands):  # type: (*bytes) -> List[bytes]
+        """Send ``commands`` in one write (pipelined); their tags."""
+        tags = []
+        lines = []
+        for command in commands:
+            self._tag += 1
+            tag = b"n%d" % self._tag
+            tags.append(tag)
+            lines.append(tag + b" " + command + b"\r\n")
+        self._sock.sendall(b"".join(lines))
+        return tags
+
     def _command(self, command, continuation=None):  # type: (bytes, Optional[Callable[[bytes], bytes]]) -> Tuple[bytes, str]
         """Send ``command``; ``(OK|NO|BAD, text)`` of its tagged answer. ``continuation`` answers ``+`` lines."""
-        self._tag += 1
-        tag = b"n%d" % self._tag
-        self._sock.sendall(tag + b" " + command + b"\r\n")
+        return self._answer(self._send(command)[0], command, continuation)
+
+    def _answer(self, tag, command, continuation=None):  # type: (bytes, bytes, Optional[Callable[[bytes], bytes]]) -> Tuple[bytes, str]
+        """``(OK|NO|BAD, text)`` of the tagged answer to ``command``, sent as ``tag``."""
         while True:
             line = self._line()
             if line.startswith(b"+"):
@@ -191,13 +317,36 @@ class ImapConnection:
         command = b"AUTHENTICATE " + mechanism.encode("ascii")
         if b"SASL-IR" in self.capabilities:
             command += b" " + (base64.b64encode(exchange(b"").encode("utf-8")) or b"=")
-        status, text = self._command(command, answer)
+        tag = self._send(command)[0]
+        if not self.greeted:
+            self._greet()
+        status, text = self._answer(tag, command, answer)
         if status != b"OK":
             raise imaplib.IMAP4.error(text)
 
     def select_folder(self, folder, readonly=True):  # type: (str, bool) -> None
         verb = b"EXAMINE " if readonly else b"SELECT "
         status, text = self._command(verb + _quoted(imap_utf7(folder)))
+        if status != b"OK":
+            raise imaplib.IMAP4.error("select failed: %s" % text)
+
+    def select_and_logout(self, folder, readonly=True):  # type: (str, bool) -> None
+        """:meth:`select_folder` and :meth:`logout` in one round trip: both commands go out together.
+
+        Raises as :meth:`select_folder` does; the connection is closed in any case. A failed ``LOGOUT``
+        changes nothing: the verdict is in once the mailbox answered.
+        """
+        verb = b"EXAMINE " if readonly else b"SELECT "
+        command = verb + _quoted(imap_utf7(folder))
+        try:
+            select_tag, logout_tag = self._send(command, b"LOGOUT")
+            status, text = self._answer(select_tag, command)
+            try:
+                self._answer(logout_tag, b"LOGOUT")
+            except Exception:  # noqa: BLE001, S110 - the verdict is in
+                pass
+        finally:
+            self.shutdown()
         if status != b"OK":
             raise imaplib.IMAP4.error("select failed: %s" % text)
 

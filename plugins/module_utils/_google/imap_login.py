@@ -19,6 +19,12 @@ Why it is built this way:
 - The run goes through ``pool.run_per_user``: one thread pool for the whole run, one
   ``ssl.SSLContext`` (the CA bundle is parsed once), one lean keep-alive HTTP session to the token
   endpoint (:func:`new_token_source`). Nothing is formatted or logged per user.
+- Unless told a number, the run finds its own concurrency (``pool.AdaptiveConcurrency``, from 16 up to
+  64 while the rate of checked users grows; halved when logins have to be retried): a LAN and a WAN
+  link 40 ms long need very different numbers, and the administrator knows neither.
+- Each check waits for as few round trips as IMAP allows (``imap.ImapConnection``): the TCP handshake
+  runs while the token is minted, ``AUTHENTICATE`` leaves with the TLS handshake once the run knows the
+  server takes SASL-IR, ``EXAMINE`` and ``LOGOUT`` go out together.
 - Every user has a deadline (``user_timeout``): socket timeouts are cut to what is left of it before
   each phase, and the token source's backoff sleeps go through ``pool.deadline_sleep``.
 - Only what can succeed on a second try is retried (``pool.backoff_delay``): Gmail's
@@ -59,15 +65,19 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failure
     hint,
     shorten,
 )
-from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap import ImapConnection, XOAuth2Exchange
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap import (
+    ImapConnection,
+    ServerProfile,
+    XOAuth2Exchange,
+)
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
-    DEFAULT_CONCURRENCY,
+    ADAPTIVE_CAP,
+    AdaptiveConcurrency,
     Breaker,
     backoff_delay,
     deadline_sleep,
     run_per_user,
     user_deadline,
-    workers_for,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.session import ssl_context_for
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import (
@@ -95,12 +105,19 @@ def new_token_source(
     ca_path=None,
     timeout=DEFAULT_TIMEOUT,
     retries=DEFAULT_RETRIES,
-    concurrency=DEFAULT_CONCURRENCY,
-):  # type: (Any, str, Optional[str], Optional[str], float, int, int) -> DelegatedTokenSource
+    concurrency=None,
+):  # type: (Any, str, Optional[str], Optional[str], float, int, Optional[int]) -> DelegatedTokenSource
     """A token source set up for a run of checks (:data:`RUN_SOURCE_OPTIONS`), one connection per worker.
-    Raises ``TokenError``."""
+
+    ``concurrency``: the run's, None for an adaptive one (:func:`most_workers`). Raises ``TokenError``."""
     options = dict(RUN_SOURCE_OPTIONS, token_uri=token_uri, ca_path=ca_path, timeout=timeout, retries=retries)
-    return DelegatedTokenSource(key_info, [scope], max_connections=concurrency, **options)
+    return DelegatedTokenSource(key_info, [scope], max_connections=most_workers(concurrency), **options)
+
+
+def most_workers(concurrency, users=None):  # type: (Optional[int], Optional[int]) -> int
+    """The most users a run at ``concurrency`` (None: adaptive) checks at a time, within ``users`` if given."""
+    most = ADAPTIVE_CAP if concurrency is None else int(concurrency)
+    return max(1, min(most, users)) if users is not None else most
 
 
 def _ms(seconds):  # type: (float) -> float
@@ -115,7 +132,9 @@ class ImapChecker:
     per network operation; ``user_timeout``: seconds for one user, retries included. ``retries``: extra
     attempts for retryable IMAP failures. ``select_mailbox``: mailbox to ``EXAMINE``, empty to skip.
     ``client_factory(host, port, ssl_context, timeout)``: returns the IMAP client (default
-    ``imap.ImapConnection``; bench/imap_check.py passes an imapclient one, tests a fake).
+    ``imap.ImapConnection``; bench/imap_check.py passes an imapclient one, tests a fake). Only the
+    built-in client saves round trips: its TCP handshake starts before the token is minted, and what the
+    first greetings say about the server (``imap.ServerProfile``) is shared by the checker's connections.
     """
 
     def __init__(
@@ -138,6 +157,9 @@ class ImapChecker:
     ):  # type: (Any, str, int, Optional[ssl.SSLContext], float, float, int, Optional[str], Optional[Sequence[str]], float, float, Optional[Callable[..., Any]], Callable[[], float], Callable[[float], None], Callable[[], float]) -> None
         if client_factory is None:
             client_factory = ImapConnection
+        # The built-in client's round-trip savings (imap.ImapConnection): a factory without them gets none.
+        self._start_connect = getattr(client_factory, "start_connect", None)
+        self._profile = ServerProfile()
         self.token_source = token_source
         self.host = host
         self.port = int(port)
@@ -168,16 +190,20 @@ class ImapChecker:
         latency = {}  # type: Dict[str, float]
         attempts = 0
         token = None  # type: Optional[str]
+        early = None  # the IMAP connection begun while the token is minted
         try:
             with user_deadline(deadline):
                 while True:
                     attempts += 1
                     try:
                         if token is None:
+                            if self._start_connect is not None:
+                                early = self._start_connect(self.host, self.port)
                             phase_start = self._clock()
                             token = self._mint(user)
                             latency["token"] = _ms(self._clock() - phase_start)
-                        self._imap_session(user, token, deadline, latency)
+                        sock, early = early, None
+                        self._imap_session(user, token, deadline, latency, sock)
                         return self._result(user, "ok", None, "", attempts, latency, started)
                     except TokenError as exc:
                         # The token source retried what it could; a refusal is final.
@@ -208,6 +234,9 @@ class ImapChecker:
                 latency,
                 started,
             )
+        finally:
+            if early is not None:  # the token was refused: the connection is not needed
+                early.close()
 
     def _mint(self, user):  # type: (str) -> str
         if self.scopes is None:
@@ -226,12 +255,23 @@ class ImapChecker:
             )
         return min(self.timeout, remaining)
 
-    def _imap_session(self, user, token, deadline, latency):  # type: (str, str, float, Dict[str, float]) -> None
+    def _imap_session(self, user, token, deadline, latency, sock=None):  # type: (str, str, float, Dict[str, float], Any) -> None
         client = None
         phase = "connect"
         try:
             phase_start = self._clock()
-            client = self._client_factory(self.host, self.port, self.ssl_context, self._remaining(deadline, phase))
+            if self._start_connect is not None:
+                client = self._client_factory(
+                    self.host,
+                    self.port,
+                    self.ssl_context,
+                    self._remaining(deadline, phase),
+                    profile=self._profile,
+                    sock=sock,
+                )
+            else:
+                client = self._client_factory(self.host, self.port, self.ssl_context, self._remaining(deadline, phase))
+            sock = None
             latency["connect"] = _ms(self._clock() - phase_start)
 
             phase = "auth"
@@ -241,7 +281,8 @@ class ImapChecker:
             try:
                 _authenticate(client, exchange, user, token)
             except Exception as exc:  # noqa: BLE001 - classified below, with the XOAUTH2 error if any
-                failure = classify_imap_failure(exc, phase)
+                # The built-in client may read the greeting after sending AUTHENTICATE: its failure is the connection's.
+                failure = classify_imap_failure(exc, phase if getattr(client, "greeted", True) else "connect")
                 if exchange.error_details:
                     failure.msg = "%s (XOAUTH2 error: %s)" % (
                         failure.msg,
@@ -254,6 +295,13 @@ class ImapChecker:
                 phase = "select"
                 client.socket().settimeout(self._remaining(deadline, phase))
                 phase_start = self._clock()
+                select_and_logout = getattr(client, "select_and_logout", None)
+                if select_and_logout is not None:
+                    # EXAMINE and LOGOUT in one round trip; the client closes the connection either way.
+                    done, client = client, None
+                    done.select_and_logout(self.select_mailbox, readonly=True)
+                    latency["select"] = _ms(self._clock() - phase_start)
+                    return
                 client.select_folder(self.select_mailbox, readonly=True)
                 latency["select"] = _ms(self._clock() - phase_start)
 
@@ -267,6 +315,8 @@ class ImapChecker:
         finally:
             if client is not None:
                 _shutdown_quietly(client)
+            if sock is not None:  # the client was never made
+                sock.close()
 
     def _result(
         self,
@@ -298,10 +348,15 @@ class ImapChecker:
     def run(
         self,
         users,
-        concurrency=DEFAULT_CONCURRENCY,
+        concurrency=None,
         on_result=None,
-    ):  # type: (Sequence[str], int, Optional[Callable[[Dict[str, Any]], None]]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
+    ):  # type: (Sequence[str], Optional[int], Optional[Callable[[Dict[str, Any]], None]]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
         """Check ``users`` with at most ``concurrency`` at a time; ``(results in input order, summary)``.
+
+        ``concurrency`` None: adaptive (``pool.AdaptiveConcurrency``: from 16, up to 64 while the rate of
+        checked users grows, halved when logins had to be retried or timed out); the summary's
+        ``concurrency`` is then the most users checked at a time, and ``concurrency_levels`` the levels
+        the run went through.
 
         ``on_result`` is called after each user (``report.ProgressFile.record``: see ``pool.run_per_user``).
 
@@ -311,12 +366,21 @@ class ImapChecker:
         otherwise cost ``user_timeout`` per user.
         """
         started = self._clock()
-        workers = workers_for(concurrency, len(users))
+        workers = most_workers(concurrency, len(users))
+        level = workers if concurrency is not None else AdaptiveConcurrency(pushback=_pushed_back, clock=self._clock)
         breaker = Breaker(max(20, 2 * workers), _unreachable)
         results = run_per_user(
-            users, self.check, workers, breaker, _not_tried(breaker), name="imap_check", on_result=on_result
+            users, self.check, level, breaker, _not_tried(breaker), name="imap_check", on_result=on_result
         )
-        return results, summarize(results, self._clock() - started, workers)
+        summary = summarize(results, self._clock() - started, workers)
+        if isinstance(level, AdaptiveConcurrency):
+            summary.update(concurrency=min(level.peak, workers), concurrency_levels=list(level.levels))
+        return results, summary
+
+
+def _pushed_back(result):  # type: (Mapping[str, Any]) -> bool
+    """The servers pushed back on this check: it needed a second attempt, or it ran out of time."""
+    return result.get("attempts", 1) > 1 or result["failure_class"] == "timeout"
 
 
 def _unreachable(result):  # type: (Mapping[str, Any]) -> Optional[str]
@@ -420,9 +484,12 @@ def run_check(source, users, params, write_report):  # type: (Any, Sequence[str]
     cannot be, ``report_error`` says why (and ``report`` is absent). Then progress also goes to
     ``report_path`` + ``.progress`` while the users are checked (``report.ProgressFile``).
     ``params["report_meta"]`` (optional) adds known facts to the report's header (host, clock offset, key
-    fingerprint). Raises ``GoogleFailure`` (``tls``) for an unusable ``ca_path``.
+    fingerprint). Raises ``GoogleFailure`` (``tls``) for an unusable ``ca_path``. ``params["concurrency"]``
+    None: the run finds its own (:meth:`ImapChecker.run`).
     """
-    concurrency = min(params["concurrency"], len(users))
+    concurrency = params["concurrency"]
+    if concurrency is not None:
+        concurrency = most_workers(concurrency, len(users))
     try:
         ssl_context = ssl_context_for(params["ca_path"] or True)
     except (OSError, ValueError) as exc:
