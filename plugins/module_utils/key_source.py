@@ -133,7 +133,10 @@ def read_key_text(params):  # type: (Mapping[str, Any]) -> str
         raise KeyValidationError("read_error", missing, "src")
     text = params.get("content")
     if text is None:
-        text = _read_node_file(params["path"], "key file", "path").decode("utf-8-sig", "replace")
+        raw = _read_node_file(params["path"], "key file", "path")
+        # Checked as bytes first: a file that is not UTF-8 (a P12 given as the JSON key) is named as such.
+        parse_json_key(raw)
+        return raw.decode("utf-8-sig")
     parse_json_key(text)
     return text
 

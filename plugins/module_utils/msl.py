@@ -368,11 +368,18 @@ class CredentialStore:
         key_file=CREDENTIAL_JSON_NAME,
         p12_file=CREDENTIAL_P12_NAME,
     ):  # type: (ConfigDb, str, str, str, str, str) -> None
-        for name in (key_file, p12_file):
+        for option, name in (("credential_key_file", key_file), ("credential_p12_file", p12_file)):
             if not name or os.path.basename(name) != name or name.startswith("."):
-                raise MslError("%r is not a plain file name (the files live directly in credential_dir)." % name)
+                raise CredentialInputError(
+                    "%s %r is not a plain file name: the files live directly in credential_dir, so give a name "
+                    "without '/' that does not start with '.'." % (option, name),
+                    "invalid_option",
+                    option,
+                )
         if key_file == p12_file:
-            raise MslError("credential_key_file and credential_p12_file must differ.")
+            raise CredentialInputError(
+                "credential_key_file and credential_p12_file must differ.", "invalid_option", "credential_p12_file"
+            )
         self.db = db
         self.directory = directory
         self.record = record
@@ -495,6 +502,15 @@ class CredentialStore:
             return "credential_dir %s is a symbolic link; point credential_dir at the real directory" % directory
         if os.path.lexists(directory) and not os.path.isdir(directory):
             return "credential_dir %s exists and is not a directory" % directory
+        if os.path.isdir(directory):
+            mode = os.stat(directory).st_mode
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                # Others may have put files (or links) in it already: it is not made safe by a chmod now.
+                return (
+                    "credential_dir %s may be written by other users (mode %04o); remove it (the module creates it "
+                    "0700) or make it root's alone (chmod 0700) after checking what is in it"
+                    % (directory, stat.S_IMODE(mode))
+                )
         parent = os.path.dirname(directory)
         while parent and not os.path.isdir(parent):
             parent = os.path.dirname(parent)
@@ -507,11 +523,15 @@ class CredentialStore:
                 )
         return None
 
-    def plan_install(self, content, p12, meta):  # type: (bytes, Optional[bytes], Dict[str, str]) -> Dict[str, Any]
-        """What installing would change: ``changes`` (list of names), ``key_changed`` and before/after views."""
+    def refuse_unsafe_location(self):  # type: () -> None
+        """CredentialInputError ``unsafe_path`` when :meth:`unsafe_location` finds a reason."""
         unsafe = self.unsafe_location()
         if unsafe is not None:
             raise CredentialInputError("Refusing to install the key: %s. Nothing was changed." % unsafe, "unsafe_path")
+
+    def plan_install(self, content, p12, meta):  # type: (bytes, Optional[bytes], Dict[str, str]) -> Dict[str, Any]
+        """What installing would change: ``changes`` (list of names), ``key_changed`` and before/after views."""
+        self.refuse_unsafe_location()
         state = self.inspect()
         record = self.db.get(self.record)
         props = record.props if record is not None else {}
@@ -751,6 +771,8 @@ def install_credentials(store, params, run_command, check_mode, diff):  # type: 
     the files and the db record always describe one key (the last run's).
     """
     content, p12 = _handed_over_key(params)
+    # Before the lock, whose file is created beside credential_dir: an unsafe place is refused untouched.
+    store.refuse_unsafe_location()
     with store.locked(enabled=not check_mode):
         return _install(store, params, run_command, check_mode, diff, content, p12)
 

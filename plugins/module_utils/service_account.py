@@ -296,11 +296,19 @@ def _is_loopback(host):  # type: (str) -> bool
         return False
 
 
-def _check_token_uri(token_uri):  # type: (str) -> None
+def token_uri_allowed(token_uri):  # type: (str) -> bool
+    """An https:// URL, or plain http to a loopback test server: where a signed JWT assertion may be sent.
+
+    One rule for the key's ``token_uri`` field and the modules' ``token_uri`` option.
+    """
     parsed = urlparse(token_uri)
     if parsed.scheme == "https" and parsed.hostname:
-        return
-    if parsed.scheme == "http" and parsed.hostname and _is_loopback(parsed.hostname):
+        return True
+    return bool(parsed.scheme == "http" and parsed.hostname and _is_loopback(parsed.hostname))
+
+
+def _check_token_uri(token_uri):  # type: (str) -> None
+    if token_uri_allowed(token_uri):
         return
     raise KeyValidationError(
         "bad_field",

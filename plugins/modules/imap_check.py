@@ -305,13 +305,17 @@ def load_users(module):
 def check_options(module):
     params = module.params
     if not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
-        module.fail_json(msg="concurrency must be between 1 and %d, not %d." % (MAX_CONCURRENCY, params["concurrency"]))
+        module.fail_option(
+            "concurrency must be between 1 and %d, not %d." % (MAX_CONCURRENCY, params["concurrency"]), "concurrency"
+        )
     if params["user_timeout"] <= 0:
-        module.fail_json(msg="user_timeout must be more than 0 seconds.")
+        module.fail_option("user_timeout must be more than 0 seconds.", "user_timeout")
     if params["max_users"] < 1:
-        module.fail_json(msg="max_users must be at least 1.")
+        module.fail_option("max_users must be at least 1.", "max_users")
     if not 0 < params["imap_port"] < 65536:
-        module.fail_json(msg="imap_port %d is not a TCP port." % params["imap_port"])
+        module.fail_option(
+            "imap_port %d is not a TCP port (1 to 65535; Gmail's IMAPS port is 993)." % params["imap_port"], "imap_port"
+        )
 
 
 def main():

@@ -79,6 +79,11 @@ hosts:
   type: list
   elements: dict
   sample: [{"host": "msl1", "total": 2500, "failed": 3}]
+reason:
+  description: Machine-readable cause of a failure, V(read_error) (a report) or V(write_error) (O(dest)).
+  returned: failure
+  type: str
+  sample: read_error
 """
 
 import os
@@ -110,7 +115,12 @@ def main():
     try:
         entries = report_html.fleet_entries(module.params["reports"], dest)
     except (OSError, ValueError) as exc:
-        module.fail_json(msg="Cannot read a report: %s." % exc)
+        module.fail_json(
+            msg="Cannot read a report: %s. List in reports the JSON reports imap_check wrote (report_path), fetched "
+            "to this machine." % exc,
+            reason="read_error",
+            changed=False,
+        )
     page = report_html.fleet_index(entries).encode("utf-8")
     try:
         with open(dest, "rb") as handle:
@@ -121,7 +131,11 @@ def main():
         try:
             atomic_write(dest, page)
         except OSError as exc:
-            module.fail_json(msg="Cannot write %s: %s." % (dest, exc))
+            module.fail_json(
+                msg="Cannot write %s: %s. Choose a dest in a directory that exists and is writable." % (dest, exc),
+                reason="write_error",
+                changed=False,
+            )
     elif os.path.exists(dest) and not module.check_mode and (os.stat(dest).st_mode & 0o777) != 0o600:
         os.chmod(dest, 0o600)
         changed = True

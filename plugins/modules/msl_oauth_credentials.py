@@ -187,7 +187,12 @@ changes:
   elements: str
   sample: [key_file, record]
 reason:
-  description: Machine-readable cause when the key itself is refused (see M(nupoint.gworkspace.service_account_key_info)).
+  description:
+    - Machine-readable cause of a failure. When the key itself is refused, as M(nupoint.gworkspace.service_account_key_info)
+      says it (for example V(p12_mismatch)); V(unexpected_key) (not the O(expected_client_id), O(expected_client_email)
+      or O(expected_fingerprint)); V(unsafe_path) (O(credential_dir) is a symbolic link, not a directory, or a
+      directory others may write to, or inside one); V(invalid_option); V(locked) (another run holds the lock);
+      V(msl_db) (the db or event command failed); V(write_error) (the files could not be written).
   returned: failure
   type: str
   sample: p12_mismatch
@@ -245,11 +250,12 @@ def run_module():
     except CredentialKeyError as exc:
         module.fail_json(msg=exc.msg, reason="bad_private_key")
     except MslError as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
+        module.fail_json(msg=exc.msg, reason="msl_db", **exc.as_result())
     except OSError as exc:
         module.fail_json(
             msg="Cannot update the credential files in %s: %s. The previous key, if any, is still in place."
             % (params["credential_dir"], exc),
+            reason="write_error",
         )
     module.exit_json(**result)
 

@@ -111,12 +111,18 @@ record:
   returned: always
   type: dict
   sample: {"key": "nupoint-oauth", "type": "service", "props": {"ClientId": "110123456789012345678"}}
+reason:
+  description: Machine-readable cause of a failure, V(invalid_option) (a file name option with a path) or V(msl_db).
+  returned: failure
+  type: str
+  sample: msl_db
 """
 
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import (
+    CredentialInputError,
     MslError,
     credential_store_from_params,
     module_run_command,
@@ -130,8 +136,10 @@ def run_module():
     try:
         store = credential_store_from_params(module_run_command(module), params)
         state = store.inspect()
-    except MslError as exc:
+    except CredentialInputError as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())
+    except MslError as exc:
+        module.fail_json(msg=exc.msg, reason="msl_db", **exc.as_result())
     for problem in state["permission_problems"]:
         module.warn(problem)
     if not state["consistent"]:

@@ -44,6 +44,7 @@ from typing import Any
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
+from ansible.parsing.vault import AnsibleVaultError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source import (
@@ -60,6 +61,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account
     ServiceAccountKey,
     decode_p12_content,
     inspect_key,
+    parse_json_key,
 )
 
 NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
@@ -147,9 +149,16 @@ def read_controller_file(action: Any, path: str, what: str, field: str) -> bytes
     try:
         real_path = action._loader.get_real_file(found, decrypt=True)
     except AnsibleError as exc:
-        # Typically a vault-encrypted file without the vault password (--ask-vault-pass / --vault-id).
+        # Typically a vault-encrypted file without the vault password, or with another one.
+        fix = (
+            " It is ansible-vault encrypted: run with the vault password that encrypted it (--ask-vault-pass, "
+            "--vault-id or --vault-password-file)."
+            if isinstance(exc, AnsibleVaultError)
+            else ""
+        )
         raise KeySourceError(
-            "Cannot read the %s %s: %s" % (what, found, to_text(exc.message if hasattr(exc, "message") else exc)),
+            "Cannot read the %s %s: %s.%s"
+            % (what, found, to_text(exc.message if hasattr(exc, "message") else exc).rstrip("."), fix),
             "read_error",
             field,
         ) from None
@@ -168,7 +177,15 @@ def _content_text(content: Any) -> str:
     if isinstance(content, Mapping):
         return json.dumps(dict(content))
     if isinstance(content, bytes):
-        return content.decode("utf-8-sig")
+        try:
+            return content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Not text (a P12 or other binary file given as the JSON key): the key checks say so, in their words.
+            try:
+                parse_json_key(content)
+            except KeyValidationError as exc:
+                raise KeySourceError(exc.msg, exc.reason, exc.field) from None
+            raise  # pragma: no cover - parse_json_key refuses what is not UTF-8
     return to_text(content)
 
 

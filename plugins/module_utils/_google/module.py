@@ -54,7 +54,10 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.key_source impo
     no_key_message,
     read_key_text,
 )
-from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import KeyValidationError
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
+    KeyValidationError,
+    token_uri_allowed,
+)
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import UsersError
 
 
@@ -96,9 +99,21 @@ class GoogleModule(AnsibleModule):
         if missing is not None:
             self.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
         if self.params["timeout"] <= 0:
-            self.fail_json(msg="timeout must be more than 0 seconds, not %s." % self.params["timeout"], field="timeout")
+            self.fail_option("timeout must be more than 0 seconds, not %s." % self.params["timeout"], "timeout")
         if self.params["retries"] < 0:
-            self.fail_json(msg="retries must be 0 or more, not %d." % self.params["retries"], field="retries")
+            self.fail_option("retries must be 0 or more, not %d." % self.params["retries"], "retries")
+        token_uri = self.params["token_uri"]
+        if token_uri and not token_uri_allowed(token_uri):
+            # The assertions sent there are signed with the service account's key: never in clear over a network.
+            self.fail_option(
+                "token_uri %r must be an https:// URL (Google's is https://oauth2.googleapis.com/token); plain http is "
+                "accepted only for a loopback test server. Leave token_uri unset to use the key's." % token_uri,
+                "token_uri",
+            )
+
+    def fail_option(self, msg, option):  # type: (str, str) -> None
+        """Fail on an option no run can use, before anything is done: ``reason`` invalid_option, ``field`` the option."""
+        self.fail_json(msg=msg, reason="invalid_option", field=option, changed=False)
 
     # ------------------------------------------------------------------ the key, tokens, API clients
 
