@@ -254,8 +254,27 @@ def test_custom_file_names(host):
 )
 def test_file_names_must_be_plain_and_distinct(host, key_file, p12_file):
     db = msl.ConfigDb(host.run_command, host.db_command)
-    with pytest.raises(msl.MslError):
+    with pytest.raises(msl.CredentialInputError) as caught:
         msl.CredentialStore(db, host.credential_dir, key_file=key_file, p12_file=p12_file)
+    assert caught.value.reason == "invalid_option"
+    assert caught.value.field in ("credential_key_file", "credential_p12_file")
+
+
+def test_a_writable_credential_dir_is_refused_before_the_lock_file_is_made(host, tmp_path):
+    """A directory others may write to may hold their files already: refused, not chmod'ed and used."""
+    os.makedirs(host.credential_dir)
+    os.chmod(host.credential_dir, 0o777)  # noqa: S103 - the unsafe directory this test is about
+    parent = os.path.dirname(host.credential_dir)
+    before = sorted(os.listdir(parent))
+    store = msl.CredentialStore(msl.ConfigDb(host.run_command, host.db_command), host.credential_dir)
+    params = {"content": key_bytes()[1].decode(), "p12_content": None}
+    with pytest.raises(msl.CredentialInputError) as caught:
+        msl.install_credentials(store, params, host.run_command, check_mode=False, diff=False)
+    assert caught.value.reason == "unsafe_path"
+    assert "may be written by other users (mode 0777)" in caught.value.msg
+    assert sorted(os.listdir(parent)) == before
+    assert os.listdir(host.credential_dir) == []
+    assert stat.S_IMODE(os.stat(host.credential_dir).st_mode) == 0o777
 
 
 # --------------------------------------------------------------------------- where the key may go
