@@ -210,7 +210,8 @@ def release_facts(root, db):  # type: (str, Optional[ConfigDb]) -> Dict[str, Any
     return result
 
 
-def python_facts(root, run_command, timeout=PYTHON_VERSION_TIMEOUT):  # type: (str, Callable[..., Tuple[int, str, str]], float) -> List[Dict[str, Any]]
+def python_facts(root, run_command, timeout=PYTHON_VERSION_TIMEOUT):
+    # type: (str, Callable[..., Tuple[int, str, str]], float) -> List[Dict[str, Any]]
     """Each interpreter at PYTHON_GLOBS: path, the file it resolves to, version (``None`` when -V failed), error."""
     found = []  # type: List[Dict[str, Any]]
     seen = set()
@@ -238,7 +239,8 @@ def python_facts(root, run_command, timeout=PYTHON_VERSION_TIMEOUT):  # type: (s
     return found
 
 
-def nupoint_facts(root, run_command, db_records=None):  # type: (str, Callable[..., Tuple[int, str, str]], Optional[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]
+def nupoint_facts(root, run_command, db_records=None):
+    # type: (str, Callable[..., Tuple[int, str, str]], Optional[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]
     """NuPoint's packages and version from rpm, the candidate directories that exist, and ``present``.
 
     ``present`` is ``True`` when rpm lists a NuPoint package, ``False`` when rpm works and lists none, and
@@ -330,7 +332,8 @@ def public_value(value):  # type: (str) -> str
     return REDACTED if value.startswith(REDACTED) else value
 
 
-def read_dbs(root, run_command, db_command):  # type: (str, Callable[..., Tuple[int, str, str]], str) -> Tuple[Dict[str, Dict[str, Any]], List[str]]
+def read_dbs(root, run_command, db_command):
+    # type: (str, Callable[..., Tuple[int, str, str]], str) -> Tuple[Dict[str, Dict[str, Any]], List[str]]
     """Every record of every db, as ``{db: {key: {"type", "props"}}}`` with secrets redacted; and the errors."""
     dbs = {}  # type: Dict[str, Dict[str, Any]]
     errors = []  # type: List[str]
@@ -402,7 +405,8 @@ def _iso(timestamp):  # type: (float) -> str
 class FileScan:
     """One bounded walk of the search paths: per-file metadata, identifier matches, and what was left out."""
 
-    def __init__(self, roots, identifiers, limits=None, exclude=()):  # type: (List[str], Dict[str, str], Optional[Dict[str, Any]], Any) -> None
+    def __init__(self, roots, identifiers, limits=None, exclude=()):
+        # type: (List[str], Dict[str, str], Optional[Dict[str, Any]], Any) -> None
         self.roots = list(roots)
         self.identifiers = {name: value for name, value in identifiers.items() if value}
         self.limits = dict(LIMITS)
@@ -598,7 +602,8 @@ def events_in(lines, known):  # type: (List[str], List[str]) -> List[str]
 # --------------------------------------------------------------------------- snapshots
 
 
-def take_snapshot(root, dbs, scan, events, event_logs):  # type: (str, Dict[str, Any], FileScan, List[str], Dict[str, Dict[str, int]]) -> Dict[str, Any]
+def take_snapshot(root, dbs, scan, events, event_logs):
+    # type: (str, Dict[str, Any], FileScan, List[str], Dict[str, Dict[str, int]]) -> Dict[str, Any]
     return {
         "created_at": _iso(time.time()),
         "root": root,
@@ -744,7 +749,8 @@ ROLE_VARIABLES = {
 }
 
 
-def learn(before, after, defaults=None):  # type: (Dict[str, Any], Dict[str, Any], Optional[Dict[str, str]]) -> Dict[str, Any]
+def learn(before, after, defaults=None):
+    # type: (Dict[str, Any], Dict[str, Any], Optional[Dict[str, str]]) -> Dict[str, Any]
     """From a snapshot before and one after an upload in the Server Manager: the options and variables to set.
 
     The key file is a new or changed text file that mentions the service account (both identifiers when both
@@ -833,7 +839,8 @@ def learn(before, after, defaults=None):  # type: (Dict[str, Any], Dict[str, Any
     }
 
 
-def _learn_record(diff, identifiers, key_path, p12_path, options, notes):  # type: (Dict[str, Any], Dict[str, str], Optional[str], Optional[str], Dict[str, str], List[str]) -> Optional[Dict[str, Any]]
+def _learn_record(diff, identifiers, key_path, p12_path, options, notes):
+    # type: (Dict[str, Any], Dict[str, str], Optional[str], Optional[str], Dict[str, str], List[str]) -> Optional[Dict[str, Any]]
     candidates = []
     for view in diff["records"]["added"] + diff["records"]["changed"]:
         holds = {}
@@ -910,7 +917,8 @@ def _learn_event(diff, options, notes):  # type: (Dict[str, Any], Dict[str, str]
         )
 
 
-def learned_text(options, inventory, record, notes, defaults):  # type: (Dict[str, str], Dict[str, str], Optional[Dict[str, Any]], List[str], Dict[str, str]) -> str
+def learned_text(options, inventory, record, notes, defaults):
+    # type: (Dict[str, str], Dict[str, str], Optional[Dict[str, Any]], List[str], Dict[str, str]) -> str
     """What the learn procedure prints: inventory variables, the same as module_defaults, NuPoint's record, notes."""
     lines = []
     if inventory:

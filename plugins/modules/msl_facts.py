@@ -249,11 +249,46 @@ files:
             "group": "root", "uid": 0, "gid": 0, "mtime": "2024-05-01T09:30:00Z", "sha256": "9f2c...",
             "binary": false, "matched": ["client_id", "client_email"]}]
 search:
-  description: What the file search covered - C(roots), C(limits), C(files_examined), C(skipped_too_large),
-    C(skipped_binary), C(skipped_unreadable), C(skipped_other_filesystem), C(directories_beyond_max_depth),
-    C(missing_roots), C(truncated) and C(truncated_by) (the limits that cut it short).
+  description: What the file search covered.
   returned: always
   type: dict
+  contains:
+    roots:
+      description: The directories searched (O(search_paths) under O(root)).
+      type: list
+      elements: str
+    limits:
+      description: The limits applied (C(max_depth), C(max_file_size), C(max_binary_size), C(max_files)).
+      type: dict
+    files_examined:
+      description: Regular files looked at.
+      type: int
+    skipped_too_large:
+      description: Files larger than O(max_file_size), listed but not read.
+      type: int
+    skipped_binary:
+      description: Binary files larger than O(max_binary_size), not read further.
+      type: int
+    skipped_unreadable:
+      description: Files that could not be read.
+      type: int
+    skipped_other_filesystem:
+      description: Directories on another file system, not entered.
+      type: int
+    directories_beyond_max_depth:
+      description: Directories deeper than O(max_depth), not entered.
+      type: int
+    missing_roots:
+      description: Search paths that do not exist (or are not directories).
+      type: list
+      elements: str
+    truncated:
+      description: V(true) when a limit left something out.
+      type: bool
+    truncated_by:
+      description: The limits that left something out (V(max_depth), V(max_file_size), V(max_files)).
+      type: list
+      elements: str
 snapshot_path:
   description: O(snapshot_path).
   returned: always
