@@ -14,11 +14,18 @@ import json
 import os
 from typing import Any
 
-from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.common.text.converters import to_text
 from ansible.parsing.vault import VaultLib, is_encrypted, match_encrypt_secret
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import iam
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import atomic_write
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account import (
+    DEFAULT_P12_PASSWORD,
+    P12_SAME_KEY_PAIR,
+    KeyValidationError,
+    derive_p12,
+    inspect_key,
+)
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.google_api_action import AdminCredentialActionBase
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import KeySourceError, scrub_invocation
 
@@ -99,30 +106,86 @@ class ActionModule(AdminCredentialActionBase):
         self._secret = None
         result = super().run(tmp, task_vars)
         key_file = result.pop(iam.HANDOVER_FIELD, None)
+        task_args = dict(self._task.args)
         if key_file is None:
             if result.get("created") and not result.get("failed") and result.get("vault_encrypted") is False:
                 result.setdefault("warnings", []).append(
                     "The new key was written to %s unencrypted (mode 0600): no vault secret is configured. Encrypt it "
                     "with ansible-vault encrypt, or run with --ask-vault-pass." % result.get("dest")
                 )
-            return result
-        task_args = dict(self._task.args)
+        else:
+            try:
+                atomic_write(result["dest"], self._encrypted(key_file.encode("utf-8")))
+            except Exception as exc:  # noqa: BLE001 - the key exists at Google and only here: say so
+                scrub_invocation(result, task_args)
+                result.update(
+                    failed=True,
+                    msg="Google created key %s but it could not be written to %s (%s); delete that key "
+                    "(service_account_key state=absent) and try again."
+                    % (result.get("key", {}).get("key_id"), result.get("dest"), to_text(exc)),
+                )
+                return result
+            result["vault_encrypted"] = True
+        if task_args.get("p12_dest") and not result.get("failed"):
+            self._keep_p12(result, task_args, key_file)
+        del key_file
+        return result
+
+    def _encrypted(self, data: bytes) -> bytes:
+        """``data`` encrypted with the configured vault secret (run() asked for one: key_handover)."""
+        if self._secret is None:  # pragma: no cover - run() sets it whenever a handover is asked for
+            raise ValueError("no vault secret")
+        vault_id, secret = self._secret
+        return VaultLib(secrets=[(vault_id, secret)]).encrypt(data, secret=secret, vault_id=vault_id)
+
+    def _keep_p12(self, result: dict[str, Any], task_args: dict[str, Any], key_file: str | None) -> None:
+        """Keep ``p12_dest`` a P12 of the key pair at ``dest``: derived here, written like ``dest``, only when it differs."""
+        p12_dest = os.path.abspath(os.path.expanduser(to_text(task_args["p12_dest"])))
+        password = DEFAULT_P12_PASSWORD  # Google's, fixed: what NuPoint expects of a P12 file
+        result["p12_dest"] = p12_dest
+        if self._task.check_mode and result.get("created"):
+            result.update(p12_changed=True, changed=True)
+            return
         try:
-            if self._secret is None:  # pragma: no cover - run() sets it whenever a handover is asked for
-                raise ValueError("no vault secret")
-            vault_id, secret = self._secret
-            vault = VaultLib(secrets=[(vault_id, secret)])
-            encrypted = vault.encrypt(to_bytes(key_file), secret=secret, vault_id=vault_id)
-            atomic_write(result["dest"], encrypted)
-        except Exception as exc:  # noqa: BLE001 - the key exists at Google and only here: say so
+            text = key_file if key_file is not None else self._read_private(result.get("dest") or task_args["dest"])
+            current = self._read_private(p12_dest, binary=True) if os.path.exists(p12_dest) else None
+            key = inspect_key(text)
+            if current is not None:
+                try:
+                    if inspect_key(text, current, password).p12_same_account == P12_SAME_KEY_PAIR:
+                        result["p12_changed"] = False
+                        return
+                except KeyValidationError:
+                    pass  # another key pair, another password, not a P12: replaced below
+            result.update(p12_changed=True, changed=True)
+            if self._task.check_mode:
+                return
+            p12 = derive_p12(key, password)
+            encrypted = self._secret is not None and task_args.get("encrypt", "auto") != "none"
+            atomic_write(p12_dest, self._encrypted(p12) if encrypted else p12)
+            result["p12_vault_encrypted"] = encrypted
+            if not encrypted:
+                result.setdefault("warnings", []).append(
+                    "The P12 file %s was written unencrypted (mode 0600): no vault secret is configured. Encrypt it "
+                    "with ansible-vault encrypt, or run with --ask-vault-pass." % p12_dest
+                )
+        except (KeyValidationError, KeySourceError, OSError, ValueError) as exc:
             scrub_invocation(result, task_args)
             result.update(
                 failed=True,
-                msg="Google created key %s but it could not be written to %s (%s); delete that key "
-                "(service_account_key state=absent) and try again."
-                % (result.get("key", {}).get("key_id"), result.get("dest"), to_text(exc)),
+                msg="The key at %s is in place, but the P12 file %s could not be derived from it: %s"
+                % (result.get("dest") or task_args["dest"], p12_dest, getattr(exc, "msg", None) or to_text(exc)),
             )
-            return result
-        del key_file
-        result["vault_encrypted"] = True
-        return result
+
+    def _read_private(self, path: str, binary: bool = False) -> Any:
+        """A controller file's content, decrypted when vaulted (bytes with ``binary``)."""
+        try:
+            real = self._loader.get_real_file(path, decrypt=True)
+        except Exception as exc:  # noqa: BLE001 - AnsibleError and friends: typically no vault password
+            raise KeySourceError("Cannot read %s: %s" % (path, to_text(exc)), "read_error", "p12_dest") from None
+        try:
+            with open(real, "rb") as handle:
+                data = handle.read()
+        finally:
+            self._loader.cleanup_tmp_file(real)
+        return data if binary else data.decode("utf-8-sig")

@@ -16,24 +16,31 @@ __metaclass__ = type
 
 import base64
 import binascii
+import datetime
 import hashlib
 import json
+import os
 import re
+import time
 import traceback
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
-    from typing import Any, Dict, Optional, Union  # noqa: F401  # novermin
+    from typing import Any, Dict, Optional, Tuple, Union  # noqa: F401  # novermin
 except ImportError:  # pragma: no cover
     pass
 
+
+from ansible.module_utils.six import string_types
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import key_format
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from, urlparse
 
 try:
-    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()  # type: Optional[str]
@@ -42,6 +49,16 @@ else:
     CRYPTOGRAPHY_IMPORT_ERROR = None
 
 DEFAULT_P12_PASSWORD = "notasecret"  # noqa: S105 - Google's documented, fixed P12 password
+# Google's P12 files (docs/key-lifecycle.md, "P12 files"): the key bag's friendly name, and a certificate whose
+# subject and issuer are CN=<the account's numeric unique ID, the client ID>, valid for 3650 days from creation.
+P12_FRIENDLY_NAME = b"privatekey"
+P12_CERTIFICATE_DAYS = 3650
+P12_KDF_ROUNDS = 50000
+_EPOCH = datetime.datetime(1970, 1, 1)
+# What inspect_key says about a P12 twin (ServiceAccountKey.p12_same_account).
+P12_SAME_KEY_PAIR = "same_key_pair"
+P12_ACCOUNT_UNPROVEN = "unproven"
+P12_ACCOUNT_PROVEN = "proven"
 DEFAULT_UNIVERSE_DOMAIN = "googleapis.com"
 MIN_KEY_SIZE = 2048
 REQUIRED_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email", "client_id", "token_uri")
@@ -100,6 +117,10 @@ class ServiceAccountKey:
         self.key_size = private_key.key_size  # type: int
         self.fingerprint_sha256 = public_key_fingerprint_sha256(private_key.public_key())
         self.p12_matches = None  # type: Optional[bool]
+        # With a P12 twin: its public-key fingerprint, and what is known of its account - the same key pair, or
+        # another key of this account by its certificate's name only (unproven) or also by Google's key list (proven).
+        self.p12_fingerprint_sha256 = None  # type: Optional[str]
+        self.p12_same_account = None  # type: Optional[str]
 
     def as_info(self):  # type: () -> Dict[str, Any]
         """The public facts about the key, safe to return from a module."""
@@ -113,6 +134,8 @@ class ServiceAccountKey:
             "public_key_fingerprint_sha256": self.fingerprint_sha256,
             "key_size": self.key_size,
             "p12_matches": self.p12_matches,
+            "p12_fingerprint_sha256": self.p12_fingerprint_sha256,
+            "p12_same_account": self.p12_same_account,
         }
 
     def __repr__(self):  # type: () -> str
@@ -144,6 +167,12 @@ def public_key_fingerprint_sha256(public_key):  # type: (Any) -> str
         format=serialization.PublicFormat.SubjectPublicKeyInfo,
     )
     return format_fingerprint(hashlib.sha256(der).digest())
+
+
+def certificate_fingerprint_sha256(pem):  # type: (bytes) -> str
+    """:func:`public_key_fingerprint_sha256` of the public key in a PEM certificate (Google's key certificates)."""
+    require_cryptography()
+    return public_key_fingerprint_sha256(x509.load_pem_x509_certificate(pem).public_key())
 
 
 def _to_text(content, what):  # type: (Union[str, bytes], str) -> str
@@ -196,7 +225,7 @@ def _validate_structure(data):  # type: (Any) -> Dict[str, Any]
     _check_type(data)
     for field in REQUIRED_FIELDS:
         value = data.get(field)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, string_types) and not value.strip()):
             raise KeyValidationError(
                 "missing_field",
                 "The service-account key has no '%s' field. The file is incomplete or was edited. %s"
@@ -245,13 +274,13 @@ def _check_fields(data):  # type: (Dict[str, Any]) -> Dict[str, Any]
         value = data[field]
         if field == "client_id" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if not isinstance(value, str):
+        if not isinstance(value, string_types):
             raise KeyValidationError(
                 "bad_field", "The key's '%s' must be a string, got a JSON %s." % (field, _json_kind(value)), field
             )
         info[field] = value.strip() if field != "private_key" else value
     universe_domain = data.get("universe_domain") or DEFAULT_UNIVERSE_DOMAIN
-    if not isinstance(universe_domain, str):
+    if not isinstance(universe_domain, string_types):
         raise KeyValidationError("bad_field", "The key's 'universe_domain' must be a string.", "universe_domain")
     info["universe_domain"] = universe_domain.strip().lower()
 
@@ -401,6 +430,11 @@ def decode_p12_content(value):  # type: (Union[str, bytes]) -> bytes
 
 
 def load_p12_private_key(p12_bytes, password):  # type: (bytes, Optional[str]) -> Any
+    return load_p12(p12_bytes, password)[0]
+
+
+def load_p12(p12_bytes, password):  # type: (bytes, Optional[str]) -> Tuple[Any, Any]
+    """The P12 file's RSA private key and its certificate (None when it has none)."""
     require_cryptography()
     # A PKCS#12 file is a DER SEQUENCE; anything else cannot be one, whatever the password.
     if not p12_bytes or p12_bytes[:1] != b"\x30":
@@ -411,7 +445,7 @@ def load_p12_private_key(p12_bytes, password):  # type: (bytes, Optional[str]) -
             "p12",
         )
     try:
-        key, _cert, _extra = pkcs12.load_key_and_certificates(
+        key, cert, _extra = pkcs12.load_key_and_certificates(
             p12_bytes, password.encode("utf-8") if password is not None else None
         )
     except ValueError:
@@ -429,7 +463,80 @@ def load_p12_private_key(p12_bytes, password):  # type: (bytes, Optional[str]) -
         raise KeyValidationError("p12_invalid", "The P12 file holds no private key.", "p12")
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyValidationError("p12_invalid", "The P12 file holds a %s key, not RSA." % _key_kind(key), "p12")
-    return key
+    return key, cert
+
+
+def certificate_client_id(cert):  # type: (Any) -> Optional[str]
+    """The client ID a Google P12 certificate names (its subject's CN, all digits), or None."""
+    if cert is None:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = str(names[0].value) if names else ""
+    return value if value.isdigit() else None
+
+
+def p12_pair_warning(info):  # type: (Dict[str, Any]) -> Optional[str]
+    """What cannot be proven about a P12 twin that holds another key pair (``as_info()`` facts), or None."""
+    if info.get("p12_same_account") != P12_ACCOUNT_UNPROVEN:
+        return None
+    return (
+        "The P12 file holds another key pair than the JSON key %s (P12 fingerprint %s): Google makes a new key for "
+        "every download, so a JSON and a P12 file downloaded separately always differ. Its certificate names client "
+        "ID %s, this account's, but a certificate's name is no proof: this task did not check at Google that both are "
+        "live keys of %s. service_account_keys_info with p12_pair proves it (an admin credential; the oauth_credentials "
+        "role does when one is set), or derive the P12 from the JSON key (service_account_key p12_dest) so that both "
+        "files carry one key pair."
+        % (
+            info.get("private_key_id"),
+            info.get("p12_fingerprint_sha256"),
+            info.get("client_id"),
+            info.get("client_email"),
+        )
+    )
+
+
+def derive_p12(key, password=DEFAULT_P12_PASSWORD, created_at=None):  # type: (ServiceAccountKey, str, Optional[float]) -> bytes
+    """A P12 file of ``key``'s own key pair, laid out as Google's (the controller; needs cryptography).
+
+    The certificate is Google's (self-signed, CN = the client ID, 3650 days, clientAuth) but signed with SHA-256:
+    cryptography no longer signs with SHA-1, and nothing reads the signature of a key file's certificate.
+    """
+    require_cryptography()
+    # Naive UTC (cryptography reads it so), without datetime.timezone, which Python 2.7 lacks.
+    start = _EPOCH + datetime.timedelta(seconds=int(time.time() if created_at is None else created_at))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "%s" % key.client_id)])
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.private_key.public_key())
+        .serial_number(int(binascii.hexlify(os.urandom(8)), 16) >> 1 | 1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=P12_CERTIFICATE_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=True)
+        .sign(key.private_key, hashes.SHA256())
+    )
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(P12_KDF_ROUNDS)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())  # noqa: S303 - Google's (legacy) PKCS#12 MAC, which old NuPoint reads
+        .build(password.encode("utf-8"))
+    )
+    return pkcs12.serialize_key_and_certificates(P12_FRIENDLY_NAME, key.private_key, cert, None, encryption)
 
 
 def inspect_key(content, p12_content=None, p12_password=DEFAULT_P12_PASSWORD):  # type: (Union[str, bytes], Optional[bytes], Optional[str]) -> ServiceAccountKey
@@ -437,15 +544,32 @@ def inspect_key(content, p12_content=None, p12_password=DEFAULT_P12_PASSWORD):  
     info = parse_json_key(content)
     key = ServiceAccountKey(info, load_private_key(info["private_key"]))
     if p12_content is not None:
-        p12_key = load_p12_private_key(p12_content, p12_password)
+        p12_key, p12_cert = load_p12(p12_content, p12_password)
         p12_fingerprint = public_key_fingerprint_sha256(p12_key.public_key())
-        if p12_fingerprint != key.fingerprint_sha256:
+        key.p12_fingerprint_sha256 = p12_fingerprint
+        key.p12_matches = p12_fingerprint == key.fingerprint_sha256
+        if key.p12_matches:
+            key.p12_same_account = P12_SAME_KEY_PAIR
+            return key
+        # Another key pair. Google names a P12's certificate after the account's client ID: accepted as a key of the
+        # same account on that claim, which the caller reports as unproven until Google's key list proves it.
+        named = certificate_client_id(p12_cert)
+        if named != key.client_id:
             raise KeyValidationError(
                 "p12_mismatch",
-                "The P12 file holds a different key than the JSON key (JSON key %s, fingerprint %s; P12 fingerprint %s). "
-                "Both files must come from the same service-account key: download the P12 of key %s, or create a new "
-                "key pair." % (key.private_key_id, key.fingerprint_sha256, p12_fingerprint, key.private_key_id),
+                "The P12 file holds another key pair than the JSON key %s (JSON fingerprint %s; P12 fingerprint %s), "
+                "and its certificate %s, not this account's client ID %s: it is a key of another service account, or "
+                "not a P12 file Google issued. Download a P12 key of %s, or derive one from the JSON key "
+                "(service_account_key p12_dest)."
+                % (
+                    key.private_key_id,
+                    key.fingerprint_sha256,
+                    p12_fingerprint,
+                    "names client ID %s" % named if named else "names no client ID",
+                    key.client_id,
+                    key.client_email,
+                ),
                 "p12",
             )
-        key.p12_matches = True
+        key.p12_same_account = P12_ACCOUNT_UNPROVEN
     return key

@@ -163,6 +163,19 @@ p12_path:
   returned: state=present
   type: str
   sample: /var/lib/nupoint/oauth/service-account.p12
+p12_same_account:
+  description:
+    - With a P12 file, what the controller knows of its key pair - V(same_key_pair), or V(unproven) (another key of
+      the same account by its certificate's name, as Google's P12 downloads are; installed, with a warning). A P12 of
+      another account is refused (V(p12_mismatch)). M(nupoint.gworkspace.service_account_keys_info) with C(p12_pair)
+      proves an V(unproven) pair at Google.
+  returned: state=present with a P12 file
+  type: str
+  sample: unproven
+p12_fingerprint_sha256:
+  description: SHA-256 fingerprint of the P12 file's public key.
+  returned: state=present with a P12 file
+  type: str
 installed_at:
   description: When the installed key was written (UTC, ISO 8601), as recorded in the config db.
   returned: state=present

@@ -84,6 +84,15 @@ options:
   vault_id:
     description: Which vault ID to encrypt O(dest) with when several are configured.
     type: str
+  p12_dest:
+    description:
+      - With O(state=present) and O(dest), also keep a B(P12 file of the same key pair) at this controller path, for
+        NuPoint releases that read a P12 besides the JSON key. It is derived on the controller from the key at O(dest)
+        (not downloaded - a P12 downloaded from Google is another key pair), laid out as Google's (Google's fixed
+        password C(notasecret), friendly name C(privatekey), a certificate naming the client ID), and written like
+        O(dest), vault-encrypted when a vault secret is configured, else 0600.
+      - Rewritten only when it does not hold the key pair at O(dest) (after a new key, or a P12 of another key).
+    type: path
   dest_key_id:
     description: Set by the action plugin from O(dest), not by hand - the key ID the controller's file holds.
     type: str
@@ -109,6 +118,14 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: The key and a P12 of the same key pair, for NuPoint releases that read both
+  nupoint.gworkspace.service_account_key:
+    service_account: nupoint-um@nupoint-prod.iam.gserviceaccount.com
+    dest: "{{ inventory_dir }}/files/nupoint-um-sa.json"
+    p12_dest: "{{ inventory_dir }}/files/nupoint-um-sa.p12"
+  delegate_to: localhost
+  run_once: true
+
 - name: Make sure the controller holds a key of the NuPoint service account younger than 90 days
   nupoint.gworkspace.service_account_key:
     service_account: nupoint-um@nupoint-prod.iam.gserviceaccount.com
@@ -188,6 +205,18 @@ vault_encrypted:
   description: Whether O(dest) was written encrypted with ansible-vault.
   returned: when a key was created (not in check mode)
   type: bool
+p12_dest:
+  description: The P12 file kept beside O(dest).
+  returned: with O(p12_dest)
+  type: str
+p12_changed:
+  description: Whether O(p12_dest) was (or, in check mode, would be) written.
+  returned: with O(p12_dest)
+  type: bool
+p12_vault_encrypted:
+  description: Whether O(p12_dest) was written encrypted with ansible-vault.
+  returned: when O(p12_dest) was written (not in check mode)
+  type: bool
 user_managed_keys:
   description: How many user-managed keys the account has now (Google allows 10).
   returned: always
@@ -212,6 +241,10 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.files import at
 def manage(module):
     params = module.params
     account, project, key_id, state = params["service_account"], params["project_id"], params["key_id"], params["state"]
+    if params["p12_dest"] and (key_id is not None or state != "present" or not params["dest"]):
+        module.fail_json(
+            msg="p12_dest goes with state=present and dest, without key_id: it is derived from the key at dest."
+        )
     client = module.admin_api_client()
     keys = iam.list_keys(client, account, project)
     result: Dict[str, Any] = {"changed": False, "created": False}
@@ -275,6 +308,7 @@ def main():
             force=dict(type="bool", default=False),
             encrypt=dict(type="str", default="auto", choices=["auto", "vault", "none"]),
             vault_id=dict(type="str"),
+            p12_dest=dict(type="path"),
             dest_key_id=dict(type="str", no_log=False),
             key_handover=dict(type="bool", default=False),
         ),

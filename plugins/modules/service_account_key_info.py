@@ -117,6 +117,19 @@ p12_matches:
   returned: success
   type: bool
   sample: true
+p12_fingerprint_sha256:
+  description: SHA-256 fingerprint of the P12 file's public key; V(null) when no P12 file was given.
+  returned: success
+  type: str
+p12_same_account:
+  description:
+    - What is known of the P12 file's account - V(same_key_pair) (both files hold one key pair), or V(unproven)
+      (another key pair, whose certificate names this account's client ID, as Google's P12 downloads do; with a
+      warning, since a certificate's name is no proof). M(nupoint.gworkspace.service_account_keys_info) with
+      C(p12_pair) proves it at Google. A P12 of another account is refused (V(p12_mismatch)). V(null) without a P12.
+  returned: success
+  type: str
+  sample: unproven
 reason:
   description:
     - Machine-readable cause of a failure.
@@ -146,6 +159,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account
     HAS_CRYPTOGRAPHY,
     KeyValidationError,
     inspect_key,
+    p12_pair_warning,
 )
 
 
@@ -165,7 +179,11 @@ def run_module():
         key = inspect_key(read_key_text(params), read_p12(params), params["p12_password"])
     except KeyValidationError as exc:
         module.fail_json(msg=exc.msg, **exc.as_result())
-    module.exit_json(changed=False, **key.as_info())
+    info = key.as_info()
+    warning = p12_pair_warning(info)
+    if warning:
+        module.warn(warning)
+    module.exit_json(changed=False, **info)
 
 
 def main():

@@ -40,6 +40,28 @@ options:
   max_age_days:
     description: Mark keys this many days old or older in RV(too_old).
     type: int
+  fingerprints:
+    description:
+      - Add each key's public-key RV(keys[].fingerprint_sha256), read from its certificate (C(keys.get) with
+        C(publicKeyType=TYPE_X509_PEM_FILE), one call per key), to tell which key a JSON or P12 file holds.
+    type: bool
+    default: false
+  p12_pair:
+    description:
+      - Prove that a JSON key and a P12 file of B(another) key pair (what Google hands out when both are downloaded)
+        are both live keys of this account - enabled and not expired - by their fingerprints
+        (M(nupoint.gworkspace.service_account_key_info)'s C(public_key_fingerprint_sha256) and
+        C(p12_fingerprint_sha256)). Implies O(fingerprints). The answer is RV(p12_pair); the task does not fail.
+    type: dict
+    suboptions:
+      key_fingerprint_sha256:
+        description: The JSON key's public-key fingerprint.
+        type: str
+        required: true
+      p12_fingerprint_sha256:
+        description: The P12 file's public-key fingerprint.
+        type: str
+        required: true
 seealso:
   - module: nupoint.gworkspace.service_account_key
   - name: projects.serviceAccounts.keys.list
@@ -101,6 +123,28 @@ keys:
     disabled:
       description: Whether the key is disabled.
       type: bool
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the key's public key, colon-separated hex (null when Google gave none).
+      returned: with O(fingerprints) or O(p12_pair)
+      type: str
+p12_pair:
+  description: Whether both files of O(p12_pair) hold live keys of the account, and which.
+  returned: with O(p12_pair)
+  type: dict
+  contains:
+    proven:
+      description: Both are keys of the account at Google, enabled and not expired.
+      type: bool
+    key_key_id:
+      description: The key the JSON file holds (null when Google has no such key of the account).
+      type: str
+    p12_key_id:
+      description: The key the P12 file holds (null when Google has no such key of the account).
+      type: str
+    problems:
+      description: What keeps the pair from being proven, one sentence each.
+      type: list
+      elements: str
 user_managed_keys:
   description: How many user-managed keys the account has.
   returned: always
@@ -130,13 +174,19 @@ def listing(module):
     if "USER_MANAGED" not in types:
         user_managed = len(iam.list_keys(client, params["service_account"], params["project_id"]))
     limit = params["max_age_days"]
+    pair = params["p12_pair"]
+    if params["fingerprints"] or pair:
+        keys = iam.with_fingerprints(client, params["service_account"], keys, params["project_id"])
     too_old = [key for key in keys if limit is not None and key["age_days"] is not None and key["age_days"] >= limit]
-    return {
+    result = {
         "keys": keys,
         "user_managed_keys": user_managed,
         "quota_remaining": max(0, MAX_KEYS_PER_SERVICE_ACCOUNT - user_managed),
         "too_old": too_old,
     }
+    if pair:
+        result["p12_pair"] = iam.p12_pair_proof(keys, pair["key_fingerprint_sha256"], pair["p12_fingerprint_sha256"])
+    return result
 
 
 def main():
@@ -148,6 +198,14 @@ def main():
                 type="list", elements="str", default=["user_managed"], choices=["user_managed", "system_managed"]
             ),
             max_age_days=dict(type="int"),
+            fingerprints=dict(type="bool", default=False),
+            p12_pair=dict(
+                type="dict",
+                options=dict(
+                    key_fingerprint_sha256=dict(type="str", required=True),
+                    p12_fingerprint_sha256=dict(type="str", required=True),
+                ),
+            ),
         )
     )
     module.run(lambda: listing(module))

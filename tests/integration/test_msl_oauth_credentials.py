@@ -232,7 +232,7 @@ def bad_input_files(lab: Any, tmp_path: Path) -> dict[str, str]:
         path.write_text(text)
         paths[name] = str(path)
     other_p12 = tmp_path / "other.p12"
-    other_p12.write_bytes(kf.p12_bytes(other))
+    other_p12.write_bytes(kf.p12_bytes(other, client_id=kf.OTHER_CLIENT_ID))
     paths["other_p12"] = str(other_p12)
     return paths
 

@@ -22,7 +22,7 @@ def key_material(tmp_path_factory):
     p12_path = directory / "sa.p12"
     p12_path.write_bytes(kf.p12_bytes(key))
     other_p12 = directory / "other.p12"
-    other_p12.write_bytes(kf.p12_bytes(kf.rsa_key(index=1)))
+    other_p12.write_bytes(kf.p12_bytes(kf.rsa_key(index=1), client_id=kf.OTHER_CLIENT_ID))
     truncated = directory / "truncated.json"
     truncated.write_text(kf.key_json(key)[:900])
     return {

@@ -25,6 +25,8 @@ def fake_pem(body: str) -> str:
 
 CLIENT_EMAIL = "nupoint-um@unit-project.iam.gserviceaccount.com"
 CLIENT_ID = "110987654321098765432"
+# Another service account (a P12 whose certificate names it is a key of another account).
+OTHER_CLIENT_ID = "109999999999999999999"
 
 
 @functools.cache
@@ -78,9 +80,9 @@ def key_json(key: Any = None, **overrides: Any) -> str:
     return json.dumps(key_dict(key, **overrides), indent=2) + "\n"
 
 
-def p12_bytes(key: rsa.RSAPrivateKey, password: bytes = b"notasecret") -> bytes:
-    """A P12 as Google issues it: the key plus a self-signed certificate, password protected."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CLIENT_ID)])
+def p12_bytes(key: rsa.RSAPrivateKey, password: bytes = b"notasecret", client_id: str = CLIENT_ID) -> bytes:
+    """A P12 as Google issues it: the key plus a self-signed certificate named after the account's client ID."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -113,12 +115,16 @@ def secret_markers(key: Any) -> list[str]:
 
 
 def write_key_files(directory: str) -> None:
-    """Write sa.json, sa.p12 (same key) and other.p12 (another key) for scenario tests."""
+    """Write sa.json, sa.p12 (same key) and other.p12 (another account's key) for scenario tests."""
     import os
 
     key, other = rsa_key(), rsa_key(index=1)
     os.makedirs(directory, exist_ok=True)
-    files = {"sa.json": key_json(key).encode(), "sa.p12": p12_bytes(key), "other.p12": p12_bytes(other)}
+    files = {
+        "sa.json": key_json(key).encode(),
+        "sa.p12": p12_bytes(key),
+        "other.p12": p12_bytes(other, client_id=OTHER_CLIENT_ID),
+    }
     for name, data in files.items():
         path = os.path.join(directory, name)
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:

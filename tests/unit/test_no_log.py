@@ -20,6 +20,7 @@ PUBLIC_LOOKALIKES = {
     "key_types",  # user- or system-managed
     "key_handover",  # a flag: the new key goes back to the action plugin to be vault-encrypted
     "max_age_days",
+    "key_fingerprint_sha256",  # a public-key fingerprint (service_account_keys_info p12_pair)
 }
 LOOKS_SECRET = re.compile(r"content|password|secret|token|presigned|key|credential|assertion", re.IGNORECASE)
 

@@ -28,6 +28,8 @@ def test_valid_key_returns_public_facts_only():
         "public_key_fingerprint_sha256": sa.public_key_fingerprint_sha256(key.public_key()),
         "key_size": 2048,
         "p12_matches": None,
+        "p12_fingerprint_sha256": None,
+        "p12_same_account": None,
     }
     rendered = json.dumps(result) + repr(sa.inspect_key(json.dumps(data)))
     for marker in kf.secret_markers(key):
@@ -198,12 +200,61 @@ def test_matching_p12():
     assert result.p12_matches is True
 
 
-def test_p12_of_another_key_is_a_mismatch_showing_both_fingerprints():
+def test_matching_p12_says_same_key_pair():
+    key = kf.rsa_key()
+    result = sa.inspect_key(kf.key_json(key), kf.p12_bytes(key)).as_info()
+    assert result["p12_same_account"] == "same_key_pair"
+    assert result["p12_fingerprint_sha256"] == result["public_key_fingerprint_sha256"]
+    assert sa.p12_pair_warning(result) is None
+
+
+def test_p12_of_another_account_is_a_mismatch_showing_both_fingerprints():
     key, other = kf.rsa_key(), kf.rsa_key(index=1)
-    error = reason_of(kf.key_json(key), kf.p12_bytes(other))
+    error = reason_of(kf.key_json(key), kf.p12_bytes(other, client_id=kf.OTHER_CLIENT_ID))
     assert error.reason == "p12_mismatch"
     assert sa.public_key_fingerprint_sha256(key.public_key()) in error.msg
     assert sa.public_key_fingerprint_sha256(other.public_key()) in error.msg
+    assert "names client ID %s" % kf.OTHER_CLIENT_ID in error.msg and kf.CLIENT_ID in error.msg
+
+
+def test_p12_of_another_key_of_the_same_account_is_accepted_as_unproven():
+    # What Google hands out when both files are downloaded: two key pairs, the P12's certificate naming the account.
+    key, other = kf.rsa_key(), kf.rsa_key(index=1)
+    checked = sa.inspect_key(kf.key_json(key), kf.p12_bytes(other))
+    result = checked.as_info()
+    assert result["p12_matches"] is False and result["p12_same_account"] == "unproven"
+    assert result["p12_fingerprint_sha256"] == sa.public_key_fingerprint_sha256(other.public_key())
+    warning = sa.p12_pair_warning(result)
+    assert "did not check at Google" in warning and result["private_key_id"] in warning and kf.CLIENT_ID in warning
+    assert "service_account_keys_info with p12_pair" in warning and "p12_dest" in warning
+    for marker in kf.secret_markers(key) + kf.secret_markers(other):
+        assert marker not in repr(result) + warning + repr(checked)
+
+
+def test_p12_whose_certificate_names_no_client_id_is_a_mismatch():
+    key, other = kf.rsa_key(), kf.rsa_key(index=1)
+    error = reason_of(kf.key_json(key), kf.p12_bytes(other, client_id="nupoint-um@unit-project"))
+    assert error.reason == "p12_mismatch" and "names no client ID" in error.msg
+
+
+def test_derived_p12_carries_the_json_keys_own_pair_in_googles_layout():
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key = kf.rsa_key()
+    checked = sa.inspect_key(kf.key_json(key))
+    derived = sa.derive_p12(checked, created_at=1700000000)
+    assert sa.inspect_key(kf.key_json(key), derived).p12_same_account == "same_key_pair"
+    loaded = pkcs12.load_pkcs12(derived, b"notasecret")
+    cert = loaded.cert.certificate
+    assert loaded.cert.friendly_name == b"privatekey"
+    assert cert.subject.rfc4514_string() == cert.issuer.rfc4514_string() == "CN=%s" % kf.CLIENT_ID
+    assert cert.not_valid_before_utc.timestamp() == 1700000000
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 3650
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert sa.certificate_client_id(cert) == kf.CLIENT_ID
+    # Another password, as a re-exported file may carry.
+    assert sa.inspect_key(kf.key_json(key), sa.derive_p12(checked, "other"), "other").p12_matches is True
 
 
 def test_p12_wrong_password():

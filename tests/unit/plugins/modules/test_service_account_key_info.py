@@ -55,7 +55,7 @@ def test_missing_file_is_a_read_error(run_module, tmp_path):
 def test_mismatching_p12_fails_with_reason(run_module, key_files, tmp_path):
     key, json_path = key_files[:2]
     other = tmp_path / "other.p12"
-    other.write_bytes(kf.p12_bytes(kf.rsa_key(index=1)))
+    other.write_bytes(kf.p12_bytes(kf.rsa_key(index=1), client_id=kf.OTHER_CLIENT_ID))
     result = run_module(module, {"path": str(json_path), "p12_path": str(other)})
     assert result["failed"] is True
     assert result["reason"] == "p12_mismatch"

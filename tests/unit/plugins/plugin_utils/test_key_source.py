@@ -72,7 +72,7 @@ def files(tmp_path):
     p12 = kf.p12_bytes(key)
     paths["p12"].write_bytes(p12)
     paths["vault_p12"].write_bytes(vault.encrypt(p12))
-    paths["other_p12"].write_bytes(kf.p12_bytes(other))
+    paths["other_p12"].write_bytes(kf.p12_bytes(other, client_id=kf.OTHER_CLIENT_ID))
     return key, {name: str(path) for name, path in paths.items()}
 
 
