@@ -16,12 +16,14 @@ __metaclass__ = type
 import shlex
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
-    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union  # noqa: F401  # novermin
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union  # noqa: F401  # novermin
 
     from ansible_collections.nupoint.gworkspace.plugins.module_utils.msl import RunCommand  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
 
+
+from ansible.module_utils.six import string_types
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import (
@@ -83,17 +85,56 @@ class NtpRecordNames:
         )
 
 
-def desired_properties(names, state, servers):  # type: (NtpRecordNames, str, List[str]) -> Dict[str, str]
-    """The properties ``state`` asks for.
+#: Property of the ``ntpd`` record the panel reads when it turns network time off (absent means ``yes``).
+SYNC_TO_HW_CLOCK_PROPERTY = "SyncToHWClockSupported"
+
+#: Google Public NTP's servers. They smear leap seconds (Google, "Leap Smear"); other servers step them.
+GOOGLE_SMEARING_SERVERS = (
+    "time.google.com",
+    "time1.google.com",
+    "time2.google.com",
+    "time3.google.com",
+    "time4.google.com",
+)
+
+
+def desired_properties(names, state, servers, current=None):
+    # type: (NtpRecordNames, str, List[str], Optional[Record]) -> Dict[str, str]
+    """The properties ``state`` asks for, written the way the Server Manager's Date and Time panel writes them.
 
     MSL's panel keeps one server: the first of ``servers`` goes to the record, the others are only
-    measured (and used to step when the first does not answer). ``disabled`` leaves the server alone,
-    so enabling again later restores the same one, as the panel does.
+    measured (and used to step when the first does not answer). The panel code MSL descends from (SME
+    Server's Date and Time panel, ``update_ntpserver`` / ``disable_ntp``) turns network time *off* by
+    clearing the server and leaves ``status`` at ``enabled`` unless the record's
+    ``SyncToHWClockSupported`` is ``no``: so ``disabled`` does the same, and ``status=enabled`` alone does
+    not mean network time is on (:func:`network_time_on`).
     """
-    props = {names.status_property: state}
     if state == "enabled":
-        props[names.server_property] = servers[0]
-    return props
+        return {names.status_property: "enabled", names.server_property: servers[0]}
+    hw_clock = (current.props.get(SYNC_TO_HW_CLOCK_PROPERTY) if current is not None else None) or "yes"
+    return {names.status_property: "enabled" if hw_clock == "yes" else "disabled", names.server_property: ""}
+
+
+def network_time_on(names, record):  # type: (NtpRecordNames, Optional[Record]) -> bool
+    """Network time is on when the record says ``enabled`` *and* names a server (what the panel shows)."""
+    if record is None:
+        return False
+    server = (record.props.get(names.server_property) or "").strip()
+    return record.props.get(names.status_property) == "enabled" and bool(server)
+
+
+def smearing_warning(servers):  # type: (Sequence[str]) -> Optional[str]
+    """A warning when Google's leap-smearing servers are mixed with others, else None."""
+    google = [server for server in servers if server.lower().rstrip(".") in GOOGLE_SMEARING_SERVERS]
+    others = [server for server in servers if server.lower().rstrip(".") not in GOOGLE_SMEARING_SERVERS]
+    if not google or not others:
+        return None
+    return (
+        "servers mixes Google's NTP servers (%s), which smear leap seconds over the 24 hours around one, with servers "
+        "that step them (%s): around a leap second they disagree by up to half a second and the clock is measured "
+        'against both. Google advises against mixing smeared and non-smeared servers (Google Public NTP, "Leap '
+        "Smear\"); use only Google's servers or none of them." % (", ".join(google), ", ".join(others))
+    )
 
 
 def plan_record(names, current, desired):  # type: (NtpRecordNames, Optional[Record], Dict[str, str]) -> Optional[Record]
@@ -135,14 +176,14 @@ def step_argv(template, server, port):  # type: (Union[str, List[str], None], st
     """
     if template is None:
         template = DEFAULT_STEP_COMMAND
-    if isinstance(template, str):
+    if isinstance(template, string_types):
         try:
             template = shlex.split(template)
         except ValueError as exc:
             raise_from(
                 TimeSyncError("Cannot parse step_command %r: %s." % (template, exc), "invalid_step_command"), None
             )
-    if not template or not all(isinstance(arg, str) for arg in template):
+    if not template or not all(isinstance(arg, string_types) for arg in template):
         raise TimeSyncError("step_command must be a non-empty string or list of strings.", "invalid_step_command")
     return [arg.replace("{server}", server).replace("{port}", str(port)) for arg in template]
 
@@ -151,7 +192,7 @@ def run_step(run_command, argv):  # type: (RunCommand, List[str]) -> Dict[str, A
     """Run the step command; TimeSyncError ``step_failed`` when it cannot run or exits non-zero."""
     try:
         rc, out, err = run_command(argv)
-    except OSError as exc:
+    except (IOError, OSError) as exc:
         raise_from(
             TimeSyncError(
                 "Cannot run the step command %s: %s. Install it or set step_command." % (argv[0], exc.strerror or exc),
@@ -250,8 +291,12 @@ def check_measurement_params(params):  # type: (Mapping[str, Any]) -> None
 def measure_offsets(params, warn):  # type: (Mapping[str, Any], Callable[[str], None]) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]
     """(NTP measurement, HTTP Date second opinion or None); ClockError ``no_server`` when no server gives usable time.
 
-    An unreachable HTTP Date URL is only a warning: NTP alone decides then.
+    An unreachable HTTP Date URL is only a warning: NTP alone decides then, as is a mix of Google's
+    leap-smearing servers with others (:func:`smearing_warning`).
     """
+    mixed = smearing_warning(params["servers"])
+    if mixed is not None:
+        warn(mixed)
     ntp = measure_ntp(
         params["servers"],
         params["ntp_port"],
@@ -348,6 +393,8 @@ class TimeSync:
             changed=False,
             record_before=None,
             record_after=None,
+            network_time_before=None,
+            network_time=None,
             offset_seconds=None,
             server_results=[],
             http_date=None,
@@ -370,9 +417,11 @@ class TimeSync:
         names = NtpRecordNames.from_params(params)
         db = ConfigDb(self.run_command, params["db_command"], params["db_name"])
         current = db.get(names.record)
-        after = plan_record(names, current, desired_properties(names, params["state"], params["servers"]))
+        after = plan_record(names, current, desired_properties(names, params["state"], params["servers"], current))
         self.result["record_before"] = record_info(current)
         self.result["record_after"] = record_info(after if after is not None else current)
+        self.result["network_time_before"] = network_time_on(names, current)
+        self.result["network_time"] = network_time_on(names, after if after is not None else current)
         if after is None:
             return
         self.result["changed"] = True

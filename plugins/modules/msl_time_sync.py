@@ -29,6 +29,8 @@ description:
     outvoted), a server that does not answer is reported and does not fail the task as long as another one answers,
     and a step is taken against the answering server closest to that median, falling back to the next one when the
     step command fails."
+  - "Google's NTP servers (C(time.google.com), C(time1-4.google.com)) smear leap seconds over 24 hours; other servers
+    step them. Listing both kinds in O(servers) gives a warning (Google Public NTP, Leap Smear: do not mix them)."
   - "Each server is asked O(samples) times on fresh sockets, O(sample_interval) seconds apart; its offset is the
     median of the good replies. A reply is refused when it does not answer our request (originate timestamp), has a
     bad length or mode, says the server is not synchronized itself (leap indicator 3, stratum 16), carries a
@@ -72,8 +74,12 @@ options:
     default: []
   state:
     description:
-      - V(enabled) turns network time on with the first of O(servers); V(disabled) turns it off and leaves the stored
-        server as it is.
+      - V(enabled) turns network time on with the first of O(servers) (C(status=enabled) and the server in
+        O(ntp_server_property)).
+      - V(disabled) turns it off the way the Server Manager's Date and Time panel does, which MSL inherits from SME
+        Server's panel code (C(disable_ntp)) - it clears the server and leaves C(status=enabled), unless the record's
+        C(SyncToHWClockSupported) is C(no), which makes it C(status=disabled). So C(status=enabled) alone does not
+        mean network time is on; RV(network_time) says whether it is.
       - Ignored when O(manage=false).
     type: str
     choices: [enabled, disabled]
@@ -278,6 +284,18 @@ record_after:
     props:
       NTPServer: ntp1.example.com
       status: enabled
+network_time_before:
+  description:
+    - Whether network time was on before the task - C(status=enabled) B(and) a server in O(ntp_server_property), as the
+      panel shows it. V(null) with O(manage=false).
+  returned: always
+  type: bool
+  sample: false
+network_time:
+  description: Whether network time is on after the task (in check mode, would be). V(null) with O(manage=false).
+  returned: always
+  type: bool
+  sample: true
 reason:
   description:
     - Machine-readable cause of a failure. One of V(invalid_server), V(msl_db), V(no_server), V(offset_exceeded),

@@ -5,6 +5,7 @@ variables are mapped from them here, so the role never depends on lab names.
 """
 
 import os
+import re
 import stat
 import sys
 from typing import Any
@@ -115,6 +116,35 @@ def test_enable_on_msl1_over_ssh_four_steps(lab, msl_clean):
     assert timeserver_events(lab) == 1, "the event is signalled once, by the real run only"
     with open(lab.msl_paths(HOST)["ntp_conf"]) as handle:
         assert "server 127.0.0.1 iburst" in handle.read()
+
+
+def test_panel_semantics_off_is_an_empty_server_and_disabled_does_the_same(lab, msl_clean):
+    """SME Server's Date and Time panel, which MSL's descends from, turns network time off by emptying NTPServer and
+    leaving status=enabled: the module reads that as off, turns it on, and turns it off the same way."""
+    lab.db(HOST, "configuration", "setprop", "ntpd", "status", "enabled", "NTPServer", "", check=True)
+    args = dict(LAB_SERVERS, **MSL_ARGS)
+    run = run_playbook(
+        play(
+            [
+                dict(sync_task("read", **args), check_mode=True),
+                sync_task("on", **args),
+                sync_task("off", state="disabled", **MSL_ARGS),
+                sync_task("off again", state="disabled", **MSL_ARGS),
+            ]
+        ),
+        inventory=lab.inventory_path,
+    )
+    assert run.rc == 0, run.stdout + run.stderr
+    read, on, off, off_again = (run.result(name, HOST) for name in ("read", "on", "off", "off again"))
+    assert read["network_time_before"] is False  # status=enabled alone is not network time
+    assert read["changed"] is True and read["network_time"] is True
+    assert on["network_time_before"] is False and on["network_time"] is True
+    assert off["changed"] is True and off["network_time_before"] is True and off["network_time"] is False
+    assert off["record_after"]["props"] == {"NTPServer": "", "status": "enabled"}
+    assert off_again["changed"] is False
+    assert ntp_record(lab) == {"NTPServer": "", "status": "enabled"}
+    with open(lab.msl_paths(HOST)["ntp_conf"]) as handle:
+        assert not re.search(r"^server ", handle.read(), re.MULTILINE)
 
 
 def test_offset_against_lab_chrony_is_within_limit(lab, lab_reset):

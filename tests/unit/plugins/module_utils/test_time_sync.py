@@ -24,8 +24,10 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.time_sync impor
     failure_details,
     measure_clock,
     measurement_argument_spec,
+    network_time_on,
     offset_verdict,
     plan_record,
+    smearing_warning,
     step_argv,
     step_servers,
 )
@@ -44,8 +46,59 @@ def test_enabled_stores_only_the_first_server():
     }
 
 
-def test_disabled_leaves_the_server_alone():
-    assert desired_properties(NAMES, "disabled", ["a.example"]) == {"status": "disabled"}
+@pytest.mark.parametrize(
+    ("props", "status"),
+    [
+        ({"status": "enabled", "NTPServer": "a.example"}, "enabled"),
+        ({"status": "enabled", "NTPServer": "a.example", "SyncToHWClockSupported": "yes"}, "enabled"),
+        ({"status": "enabled", "NTPServer": "a.example", "SyncToHWClockSupported": "no"}, "disabled"),
+    ],
+    ids=["hw-clock-unset", "hw-clock-yes", "hw-clock-no"],
+)
+def test_disabled_clears_the_server_as_the_panel_does(props, status):
+    """SME Server's Date and Time panel (disable_ntp): NTPServer emptied, status kept enabled unless no HW clock sync."""
+    current = Record("ntpd", "service", props)
+    assert desired_properties(NAMES, "disabled", ["a.example"], current) == {"status": status, "NTPServer": ""}
+
+
+def test_disabled_without_a_record_creates_the_panels_record():
+    assert desired_properties(NAMES, "disabled", [], None) == {"status": "enabled", "NTPServer": ""}
+
+
+@pytest.mark.parametrize(
+    ("props", "on"),
+    [
+        ({"status": "enabled", "NTPServer": "ntp1.example"}, True),
+        ({"status": "enabled", "NTPServer": ""}, False),  # what the panel leaves when network time is off
+        ({"status": "enabled", "NTPServer": "  "}, False),
+        ({"status": "enabled"}, False),
+        ({"status": "disabled", "NTPServer": "ntp1.example"}, False),
+    ],
+)
+def test_network_time_is_on_only_with_status_enabled_and_a_server(props, on):
+    assert network_time_on(NAMES, Record("ntpd", "service", props)) is on
+
+
+def test_network_time_is_off_without_a_record():
+    assert network_time_on(NAMES, None) is False
+
+
+@pytest.mark.parametrize(
+    ("servers", "warns"),
+    [
+        (["time.google.com", "pool.ntp.org"], True),
+        (["time1.google.com", "TIME2.google.com.", "ntp.example.net"], True),
+        (["time.google.com", "time2.google.com"], False),
+        (["pool.ntp.org", "ntp.example.net"], False),
+        ([], False),
+    ],
+)
+def test_mixing_googles_smearing_servers_with_others_warns(servers, warns):
+    warning = smearing_warning(servers)
+    assert (warning is not None) is warns
+    if warns:
+        assert "smear leap seconds" in warning
+        assert "Leap Smear" in warning
 
 
 def test_plan_keeps_other_properties_and_the_type():
