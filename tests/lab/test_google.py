@@ -872,6 +872,36 @@ def test_request_log_records_paths_statuses_and_times(lab: Lab, http: requests.S
     assert lab.control.requests() == []
 
 
+def test_issued_lists_each_minted_token_with_its_assertion_until_reset(lab: Lab, http: requests.Session) -> None:
+    assert lab.control.issued_tokens() == {"issued": [], "capacity": 20000, "dropped": 0}
+    first_jwt, second_jwt = assertion(lab), assertion(lab, sub=USERS[1], jti="sweep-1")
+    first = post_token(lab, http, first_jwt).json()["access_token"]
+    # Refused assertions mint nothing and are not listed; a revoked token stays listed (it was issued).
+    assert post_token(lab, http, assertion(lab, sub="nobody@" + DOMAIN)).status_code == 400
+    second = post_token(lab, http, second_jwt).json()["access_token"]
+    own = fetch_token(lab, http, [MAIL], subject=None)  # google-auth's own assertion, for the account itself
+    assert http.post(f"{lab.base_url}/revoke", data={"token": first}).status_code == 200
+    issued = lab.control.issued_tokens()
+    assert issued["dropped"] == 0
+    entries = issued["issued"]
+    assert [e["access_token"] for e in entries] == [first, second, own]
+    assert [e["assertion"] for e in entries[:2]] == [first_jwt, second_jwt]
+    assert entries[2]["assertion"].startswith("eyJ") and entries[2]["assertion"].count(".") == 2
+    assert [(e["subject"], e["jti"], e["account"]) for e in entries] == [
+        (USERS[0], None, SA_EMAIL),
+        (USERS[1], "sweep-1", SA_EMAIL),
+        (None, None, SA_EMAIL),
+    ]
+    assert all(abs(e["issued_at"] - time.time()) < 60 for e in entries)
+    # Not in the request log, the stats or the state: only this control call shows them.
+    public = json.dumps([lab.control.requests(), lab.control.stats(), lab.control.state()])
+    assert first not in public and first_jwt not in public
+    lab.control.reset_stats()
+    assert len(lab.control.issued_tokens()["issued"]) == 3
+    lab.control.reset()
+    assert lab.control.issued_tokens()["issued"] == []
+
+
 def test_control_client_round_trip(lab: Lab) -> None:
     control = lab.control
     assert control.health()["ok"] is True

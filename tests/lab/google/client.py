@@ -229,6 +229,16 @@ class GoogleControl:
         return list(self._call("GET", "requests" + query)["requests"])
 
     # -- tokens
+    def issued_tokens(self) -> dict[str, Any]:
+        """What the token endpoint minted since the start or the last :meth:`reset`, oldest first.
+
+        ``{"issued": [{access_token, assertion, jti, account, subject, issued_at}], "capacity": n, "dropped": n}``:
+        each access token with the full JWT assertion it was exchanged for (``jti`` is the assertion's claim, usually
+        ``None``: google-auth sets none). Only accepted assertions are listed. ``dropped`` counts entries pushed out
+        past ``capacity`` (20,000); a secret sweep needs it to be 0. For tests that search output for each string.
+        """
+        return dict(self._call("GET", "issued"))
+
     def expire_tokens(self, subject: str | None = None) -> int:
         """Invalidate issued access tokens (all, or those of one user / service account); returns how many."""
         return int(self._post("tokens/expire", {"subject": subject})["expired"])

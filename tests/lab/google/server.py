@@ -398,6 +398,9 @@ class Fault:
 
 # How many requests the request log keeps (oldest dropped first): a 2,500-user check makes 2,500 token requests.
 REQUEST_LOG_SIZE = 20000
+# How many minted access tokens (with the assertions they were minted for) ``/_lab/issued`` keeps, oldest dropped
+# first and counted, for secret sweeps that search a run's output for each exact string.
+ISSUED_LOG_SIZE = 20000
 
 
 @dataclass
@@ -573,6 +576,8 @@ class GoogleState:
         self.stats: dict[str, dict[str, int]] = {}
         self.faults_served = 0
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.issued_log: deque[dict[str, Any]] = deque(maxlen=ISSUED_LOG_SIZE)
+        self.issued_dropped = 0
 
     def _project(self, project_id: str, services: set[str] | None = None) -> Project:
         """The project, created (with ``services`` enabled) when unknown; caller holds the lock or is _load."""
@@ -721,10 +726,14 @@ class GoogleState:
             token = jwtutil.decode(assertion)
         except jwtutil.JWTFormatError:
             return oauth_error(400, "invalid_grant", MSG_MALFORMED_ASSERTION)
-        return self.exchange_assertion(token)
+        return self.exchange_assertion(token, assertion)
 
-    def exchange_assertion(self, token: jwtutil.DecodedJWT) -> Reply:
-        """Google's JWT-bearer checks, in Google's order, each failing with Google's answer."""
+    def exchange_assertion(self, token: jwtutil.DecodedJWT, assertion: str | None = None) -> Reply:
+        """Google's JWT-bearer checks, in Google's order, each failing with Google's answer.
+
+        A minted token is remembered with the assertion it was minted for (``assertion``, or the JWT rebuilt from
+        ``token``) in the issued log that ``GET /_lab/issued`` lists.
+        """
         claims, header = token.claims, token.header
         issuer = str(claims.get("iss", "")).lower()
         kid = header.get("kid")
@@ -771,6 +780,19 @@ class GoogleState:
             )
             if len(self.tokens) > 200_000:
                 self.tokens = {k: v for k, v in self.tokens.items() if v.expiry > now}
+            if len(self.issued_log) == self.issued_log.maxlen:
+                self.issued_dropped += 1
+            self.issued_log.append(
+                {
+                    "access_token": access_token,
+                    "assertion": assertion
+                    or token.signing_input.decode("ascii") + "." + jwtutil.b64url_encode(token.signature),
+                    "jti": claims.get("jti"),
+                    "account": account.email,
+                    "subject": subject,
+                    "issued_at": time.time(),
+                }
+            )
         return Reply(
             200,
             {"access_token": access_token, "expires_in": ACCESS_TOKEN_LIFETIME, "token_type": "Bearer"},
@@ -1423,6 +1445,7 @@ class GoogleState:
             "users": lambda: {"users": list(self._locked(self._users_sorted))},
             "stats": self._control_stats,
             "requests": lambda: self._control_requests(request.query),
+            "issued": self._control_issued,
         }
         writers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "reset": self._control_reset,
@@ -1530,6 +1553,13 @@ class GoogleState:
         with self.lock:
             entries = [dict(entry) for entry in self.request_log if entry["path"].startswith(prefix)]
         return {"requests": entries, "capacity": REQUEST_LOG_SIZE}
+
+    def _control_issued(self) -> dict[str, Any]:
+        """Every access token minted since the start or the last reset, with the assertion it was minted for."""
+        with self.lock:
+            entries = [dict(entry) for entry in self.issued_log]
+            dropped = self.issued_dropped
+        return {"issued": entries, "capacity": ISSUED_LOG_SIZE, "dropped": dropped}
 
     def _control_reset(self, _payload: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
