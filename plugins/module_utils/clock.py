@@ -32,6 +32,8 @@ import struct
 import threading
 import time
 
+from ansible.module_utils.six import string_types
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import (
     http_client,
     http_date_epoch,
@@ -100,7 +102,7 @@ class SntpError(ClockError):
 
 def check_server_name(name):  # type: (str) -> str
     """``name`` when it is a host name or address MSL's panel would accept, else ClockError."""
-    if not isinstance(name, str) or not SERVER_NAME_PATTERN.match(name):
+    if not isinstance(name, string_types) or not SERVER_NAME_PATTERN.match(name):
         raise ClockError(
             "Invalid NTP server %r: use a host name or IPv4 address made of letters, digits, dots and "
             "hyphens (what the MSL Server Manager accepts; no ports, spaces, URLs or brackets)." % (name,),
@@ -272,7 +274,7 @@ def query_once(family, address, timeout, clock=time.time, monotonic=_monotonic):
                 sock.settimeout(remaining)
     except socket.timeout:
         raise_from(SntpError("no reply within %g s" % timeout, "timeout"), None)
-    except OSError as exc:
+    except (IOError, OSError) as exc:
         raise_from(SntpError("%s" % (exc.strerror or exc), "connect"), None)
     finally:
         sock.close()
@@ -510,7 +512,7 @@ def http_date_offset(
     if parts.scheme == "https":
         try:
             context = ssl.create_default_context(cafile=ca_path or None)
-        except (OSError, ssl.SSLError) as exc:
+        except (IOError, OSError, ssl.SSLError) as exc:
             result.update(status="tls", msg="cannot load the CA file %s: %s" % (ca_path, exc))
             return result
         connection = http_client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
@@ -536,7 +538,7 @@ def http_date_offset(
     except socket.timeout:
         result.update(status="timeout", msg="%s did not answer within %g s" % (url, timeout))
         return result
-    except OSError as exc:
+    except (IOError, OSError) as exc:
         result.update(status="connect", msg="cannot connect to %s: %s" % (parts.netloc, exc.strerror or exc))
         return result
     except http_client.HTTPException as exc:

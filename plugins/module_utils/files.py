@@ -65,7 +65,7 @@ def stage_file(directory, name, data, mode=PRIVATE_FILE_MODE):  # type: (str, st
 def unlink_quietly(path):  # type: (str) -> None
     try:
         os.unlink(path)
-    except OSError:
+    except (IOError, OSError):
         pass
 
 
@@ -109,7 +109,7 @@ def exclusive_lock(path, timeout=120.0, poll=0.2):  # type: (str, float, float) 
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except OSError as exc:
+            except (IOError, OSError) as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or monotonic() >= deadline:
                     raise_from(
                         LockTimeout(

@@ -21,6 +21,8 @@ import hashlib
 import json
 import re
 
+from ansible.module_utils.six import string_types
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import int_from_bytes, int_to_bytes, raise_from
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
@@ -136,7 +138,7 @@ def credential_key_metadata(content):  # type: (Union[str, bytes]) -> Dict[str, 
     meta = {}  # type: Dict[str, str]
     for field in ("client_id", "client_email", "private_key_id", "project_id", "private_key"):
         value = data.get(field)
-        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+        if not isinstance(value, string_types + (int,)) or isinstance(value, bool) or str(value).strip() == "":
             raise CredentialKeyError("The service-account key has no valid '%s' field." % field)
         meta[field] = str(value).strip()
     meta["fingerprint_sha256"] = pem_public_key_fingerprint_sha256(data["private_key"])

@@ -168,7 +168,7 @@ class GoogleModule(AnsibleModule):
             # In the vocabulary of per-user results, a key that cannot be used is the key's failure.
             self.fail_json(msg=exc.msg, changed=False, failure_class="token_invalid_key", **exc.as_result())
         except UsersError as exc:
-            self.fail_json(msg=exc.msg, changed=False)
+            self.fail_json(msg=exc.msg, changed=False, reason=exc.reason)
         except Exception as exc:  # noqa: BLE001 - an unexpected error still reports, with its traceback
             self.fail_json(
                 msg="The task failed unexpectedly (%s: %s); please report it." % (type(exc).__name__, exc),

@@ -165,7 +165,7 @@ class ProgressFile:
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
             os.fchmod(self._fd, 0o600)
-        except OSError:
+        except (IOError, OSError):
             self._fd = None
         self._write(progress_line(0, total, 0, 0.0))
 
@@ -192,7 +192,7 @@ class ProgressFile:
             if self._fd is not None:
                 try:
                     os.close(self._fd)
-                except OSError:
+                except (IOError, OSError):
                     pass
                 self._fd = None
 
@@ -202,5 +202,5 @@ class ProgressFile:
             return
         try:
             os.write(self._fd, (line + "\n").encode("ascii"))
-        except OSError:
+        except (IOError, OSError):
             pass

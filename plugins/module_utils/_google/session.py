@@ -44,6 +44,8 @@ try:  # Python 2.7 has no typing module; the names serve the type comments (mypy
 except ImportError:  # pragma: no cover
     pass
 
+from ansible.module_utils.six import text_type
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import (
     RemoteDisconnected,
     http_client,
@@ -129,7 +131,7 @@ class KeepAliveSession:
             raise ValueError("unsupported URL %r" % url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-        body = data.encode("utf-8") if isinstance(data, str) else data
+        body = data.encode("utf-8") if isinstance(data, text_type) else data
         send_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         send_headers.update(headers or {})
         key = (parts.scheme, parts.hostname, port, verify if verify is not None else self.verify)

@@ -53,6 +53,8 @@ except ImportError:  # pragma: no cover
     pass
 
 
+from ansible.module_utils.six import string_types
+
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._compat import raise_from, urlencode
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failures import (
     TokenError,
@@ -119,7 +121,7 @@ def missing_google_library(signing=True):  # type: (bool) -> Optional[Tuple[str,
 def _key_info_dict(key_info):  # type: (Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]
     if isinstance(key_info, bytes):
         key_info = key_info.decode("utf-8-sig")
-    if isinstance(key_info, str):
+    if isinstance(key_info, string_types):
         try:
             key_info = json.loads(key_info)
         except ValueError:

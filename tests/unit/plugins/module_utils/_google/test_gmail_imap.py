@@ -10,6 +10,7 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.failure
     GoogleApiError,
     TokenError,
 )
+from ansible_collections.nupoint.gworkspace.plugins.module_utils.users import UsersError
 from tests.unit.gmail_fake import FakeGmail, scope_error
 
 ENABLE = {"enabled": True}
@@ -52,13 +53,22 @@ def test_targets_are_cleaned_deduplicated_and_lower_cased():
         ["Alice@Example.com", " bob@example.com", "", "not-an-address", "alice@example.com"],
         ["bob@example.com", "carol@example.com", "x@y"],
         ENABLE,
+        duplicates="warn",
     )
     assert [user for user, _wanted in targets] == ["alice@example.com", "bob@example.com", "carol@example.com"]
     assert all(wanted == ENABLE for _user, wanted in targets)
     assert warnings == [
         "Skipped 2 entries that are not e-mail addresses: not-an-address (users), x@y (users_file).",
-        "Skipped 2 duplicate entries (addresses compare case-insensitively).",
+        "Merged 2 duplicate entries (addresses compare case-insensitively; duplicates: warn): alice@example.com, "
+        "bob@example.com.",
     ]
+
+
+def test_a_duplicate_is_refused_by_default():
+    with pytest.raises(UsersError) as caught:
+        gi.build_targets(["alice@example.com"], ["ALICE@example.com"], ENABLE)
+    assert caught.value.reason == "duplicate_users"
+    assert "users and users_file" in caught.value.msg
 
 
 def test_targets_use_the_shared_address_rule():
