@@ -391,6 +391,19 @@ class CredentialStore:
         parent, name = os.path.split(os.path.normpath(directory))
         # Beside the directory, not in it: the directory may not exist yet, and may be replaced.
         self.lock_path = os.path.join(parent, "." + name + ".lock")
+        # Also beside it: present from just before the record names a new key until the apply event was signalled,
+        # so a run cut off in between (a dropped SSH session) leaves a trace the next run acts on.
+        self.apply_pending_path = os.path.join(parent, "." + name + ".apply-pending")
+
+    def apply_pending(self):  # type: () -> bool
+        """An earlier run changed the key and ended before it signalled the apply event."""
+        return os.path.lexists(self.apply_pending_path)
+
+    def set_apply_pending(self, pending):  # type: (bool) -> None
+        if pending:
+            atomic_write(self.apply_pending_path, b"")
+        else:
+            unlink_quietly(self.apply_pending_path)
 
     @contextmanager
     def locked(self, enabled=True, timeout=LOCK_TIMEOUT_SECONDS):  # type: (bool, float) -> Iterator[None]
@@ -619,6 +632,7 @@ class CredentialStore:
                 os.unlink(self.p12_path)
             fsync_directory(self.directory)
             installed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.set_apply_pending(True)
             self.db.set_record(self.record, self.record_type, self._record_props(meta, p12 is not None, installed_at))
         self._fix_file_modes()
         result = {"installed_at": installed_at or None}  # type: Dict[str, object]
@@ -799,6 +813,9 @@ def _install(
             fingerprint_sha256=meta["fingerprint_sha256"],
         )
     plan = store.plan_install(content, p12, meta)
+    if store.apply_pending():
+        # The key on MSL is the wanted one, but the run that installed it ended before signalling the apply event.
+        plan["changes"].append("apply_event")
     changed = bool(plan["changes"])
     result = dict(
         changed=changed,
@@ -815,8 +832,9 @@ def _install(
     )  # type: Dict[str, Any]
     if changed and not check_mode:
         result.update(store.install(content, p12, meta, plan, backup=params["backup"]))
-        if plan["key_changed"]:
+        if plan["key_changed"] or "apply_event" in plan["changes"]:
             signal_event(run_command, params["credential_event"], params["signal_event_command"])
+            store.set_apply_pending(False)
     if diff:
         result["diff"] = dict(before=plan["before"], after=dict(plan["after"], installed_at=result["installed_at"]))
     return result
@@ -835,6 +853,7 @@ def _remove(store, params, run_command, check_mode, diff):  # type: ("Credential
     if changed and not check_mode:
         result.update(store.remove(backup=params["backup"]))
         signal_event(run_command, params["credential_event"], params["signal_event_command"])
+        store.set_apply_pending(False)
     if diff:
         result["diff"] = dict(before=plan["before"], after=plan["after"])
     return result

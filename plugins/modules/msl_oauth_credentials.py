@@ -194,7 +194,8 @@ p12_backup_file:
 changes:
   description:
     - What was (or, in check mode, would be) changed. V(key_file), V(p12_file), V(record), V(directory_mode),
-      V(file_mode).
+      V(file_mode), and V(apply_event) when an earlier run installed this key but ended (a dropped connection)
+      before it signalled the apply event, which this run then signals.
   returned: always
   type: list
   elements: str
