@@ -24,13 +24,32 @@ import socket
 import time
 
 from ansible.module_utils.six.moves import http_client
-from ansible.module_utils.six.moves.urllib.parse import (  # noqa: F401 (re-exported)
+from ansible.module_utils.six.moves.urllib.parse import (
     quote,
     unquote,
     urlencode,
     urlparse,
     urlsplit,
 )
+
+__all__ = [
+    "RemoteDisconnected",
+    "html_escape",
+    "http_client",
+    "http_date_epoch",
+    "int_from_bytes",
+    "int_to_bytes",
+    "is_stale_connection_error",
+    "isfinite",
+    "monotonic",
+    "quote",
+    "raise_from",
+    "replace",
+    "unquote",
+    "urlencode",
+    "urlparse",
+    "urlsplit",
+]
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
     from typing import NoReturn, Optional  # noqa: F401  # novermin

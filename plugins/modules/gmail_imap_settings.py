@@ -2,6 +2,10 @@
 # Copyright: contributors to nupoint.gworkspace
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 DOCUMENTATION = r"""
 ---
 module: gmail_imap_settings

@@ -92,20 +92,21 @@ class GoogleApiClient:
 
     def __init__(
         self,
-        token_source,
-        api_base_url=None,
-        base_urls=None,
-        ca_path=None,
-        timeout=DEFAULT_TIMEOUT,
-        retries=DEFAULT_RETRIES,
-        backoff_base=DEFAULT_BACKOFF_BASE,
-        backoff_max=DEFAULT_BACKOFF_MAX,
-        max_connections=10,
-        session=None,
-        sleep=time.sleep,
-        rng=random.random,
-        clock=time.time,
-    ):  # type: (Any, Optional[str], Optional[Mapping[str, str]], Optional[str], float, int, float, float, int, Any, Callable[[float], None], Callable[[], float], Callable[[], float]) -> None
+        token_source,  # type: Any
+        api_base_url=None,  # type: Optional[str]
+        base_urls=None,  # type: Optional[Mapping[str, str]]
+        ca_path=None,  # type: Optional[str]
+        timeout=DEFAULT_TIMEOUT,  # type: float
+        retries=DEFAULT_RETRIES,  # type: int
+        backoff_base=DEFAULT_BACKOFF_BASE,  # type: float
+        backoff_max=DEFAULT_BACKOFF_MAX,  # type: float
+        max_connections=10,  # type: int
+        session=None,  # type: Any
+        sleep=time.sleep,  # type: Callable[[float], None]
+        rng=random.random,  # type: Callable[[], float]
+        clock=time.time,  # type: Callable[[], float]
+    ):
+        # type: (...) -> None
         self._token_source = token_source
         # Identities for messages and Admin console links (DelegatedTokenSource has them).
         self.client_id = str(getattr(token_source, "client_id", "") or "")  # type: str

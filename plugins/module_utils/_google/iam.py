@@ -396,7 +396,8 @@ def p12_pair_proof(keys, key_fingerprint_sha256, p12_fingerprint_sha256):  # typ
     return result
 
 
-def plan_key(keys, held_key_id, max_age_days, force):  # type: (Sequence[Mapping[str, Any]], Optional[str], Optional[int], bool) -> Tuple[str, Optional[Dict[str, Any]], str]
+def plan_key(keys, held_key_id, max_age_days, force):
+    # type: (Sequence[Mapping[str, Any]], Optional[str], Optional[int], bool) -> Tuple[str, Optional[Dict[str, Any]], str]
     """``state: present`` without a key ID: ``("keep", key, why)`` or ``("create", None, why)``.
 
     The key held at ``dest`` (``held_key_id``) is kept while Google still has it enabled and, with

@@ -222,7 +222,8 @@ class ImapConnection:
 
     start_connect = staticmethod(start_connect)
 
-    def __init__(self, host, port, ssl_context, timeout, profile=None, sock=None):  # type: (str, int, ssl.SSLContext, Optional[float], Optional[ServerProfile], Optional[socket.socket]) -> None
+    def __init__(self, host, port, ssl_context, timeout, profile=None, sock=None):
+        # type: (str, int, ssl.SSLContext, Optional[float], Optional[ServerProfile], Optional[socket.socket]) -> None
         raw = _finish_connect(sock, timeout) if sock is not None else None
         if raw is None:
             raw = socket.create_connection((host, port), timeout=timeout)

@@ -286,21 +286,22 @@ class DelegatedTokenSource:
 
     def __init__(
         self,
-        key_info=None,
-        scopes=DEFAULT_SCOPES,
-        token_uri=None,
-        ca_path=None,
-        timeout=DEFAULT_TIMEOUT,
-        retries=DEFAULT_RETRIES,
-        backoff_base=DEFAULT_BACKOFF_BASE,
-        backoff_max=DEFAULT_BACKOFF_MAX,
-        max_connections=DEFAULT_MAX_CONNECTIONS,
-        sleep=time.sleep,
-        rng=random.random,
-        session=None,
-        lean=False,
-        signer=None,
-    ):  # type: (Union[Mapping[str, Any], str, bytes, None], Sequence[str], Optional[str], Optional[str], float, int, float, float, int, Callable[[float], None], Callable[[], float], Any, bool, Any) -> None
+        key_info=None,  # type: Union[Mapping[str, Any], str, bytes, None]
+        scopes=DEFAULT_SCOPES,  # type: Sequence[str]
+        token_uri=None,  # type: Optional[str]
+        ca_path=None,  # type: Optional[str]
+        timeout=DEFAULT_TIMEOUT,  # type: float
+        retries=DEFAULT_RETRIES,  # type: int
+        backoff_base=DEFAULT_BACKOFF_BASE,  # type: float
+        backoff_max=DEFAULT_BACKOFF_MAX,  # type: float
+        max_connections=DEFAULT_MAX_CONNECTIONS,  # type: int
+        sleep=time.sleep,  # type: Callable[[float], None]
+        rng=random.random,  # type: Callable[[], float]
+        session=None,  # type: Any
+        lean=False,  # type: bool
+        signer=None,  # type: Any
+    ):
+        # type: (...) -> None
         if signer is None:
             signer = KeySigner(key_info if key_info is not None else {}, token_uri)
         self._signer = signer

@@ -1,5 +1,9 @@
 """module_utils/clock: SNTP packets, per-server measurement, HTTP Date offset."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import socket
 import struct
 import threading

@@ -1,5 +1,9 @@
 """module_utils.files: atomic private files and the lock that makes concurrent runs take turns."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import os
 import stat
 import subprocess

@@ -1,5 +1,9 @@
 """module_utils.key_format (stdlib only): key metadata and the public-key fingerprint, as the controller computes them."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import key_format

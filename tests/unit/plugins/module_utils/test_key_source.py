@@ -1,5 +1,9 @@
 """module_utils.key_source: the key option names, their argument spec and the node-side reader."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 
 import pytest

@@ -1,5 +1,9 @@
 """The MSL credential store (module_utils.msl, stdlib only): atomic writes, permissions, idempotence."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import stat

@@ -4,6 +4,10 @@ The host is the lab's e-smith ``db`` in a temp dir (tests/unit/esmith_host.py); 
 scripts placed under the host's root, so every probe runs a real program.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import stat

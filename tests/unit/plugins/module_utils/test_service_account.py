@@ -1,5 +1,9 @@
 """Unit tests for module_utils.service_account: every failure reason, and no key material in results."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 
 import pytest

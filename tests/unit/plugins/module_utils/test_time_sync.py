@@ -4,6 +4,10 @@ TimeSync and measure_clock are driven directly (not through a module's main()), 
 runner and scripted SNTP / HTTP Date servers on loopback.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils.clock import ClockError

@@ -3,6 +3,10 @@
 Moved here from test_imap_probe.py and test_gmail_imap.py when both modules started sharing these rules.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils import users as us

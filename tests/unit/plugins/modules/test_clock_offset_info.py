@@ -1,5 +1,9 @@
 """clock_offset_info: main() against scripted SNTP servers on loopback; it measures and never runs a command."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 

@@ -1,5 +1,9 @@
 """delegation_check: main() with google-auth's real refresh over a scripted session (no network)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import email.utils
 import json
 import time

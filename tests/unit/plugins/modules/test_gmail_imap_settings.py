@@ -1,5 +1,9 @@
 """gmail_imap_settings main(): options, check/diff mode, idempotency, failures, no key in results."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 
 import pytest

@@ -1,5 +1,9 @@
 """msl_oauth_credentials and msl_oauth_credentials_info: main() against an emulated MSL host (four-step pattern)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import json
 import os

@@ -1,5 +1,9 @@
 """msl_time_sync: main() with a fake command runner and scripted SNTP servers on loopback."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import os
 from typing import Any
 

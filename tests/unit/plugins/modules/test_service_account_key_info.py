@@ -1,5 +1,9 @@
 """service_account_key_info: main() end to end with files, content and P12."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import json
 

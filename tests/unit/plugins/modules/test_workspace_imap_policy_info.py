@@ -1,5 +1,9 @@
 """workspace_imap_policy_info main(): verdicts, warn-by-default, fail_on_error, require_enabled."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 

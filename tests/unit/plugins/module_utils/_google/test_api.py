@@ -1,5 +1,9 @@
 """Unit tests for _google.api: URLs, tokens per subject, Google's error envelope, retries, CA."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import datetime
 import json
 import socket

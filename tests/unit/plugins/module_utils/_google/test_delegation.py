@@ -1,5 +1,9 @@
 """_google.delegation without main(): one token request per subject and scope, classified, and what to fix."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import threading
 
 import pytest

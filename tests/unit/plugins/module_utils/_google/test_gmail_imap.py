@@ -1,5 +1,9 @@
 """Unit tests for _google.gmail_imap: input cleaning, merge, one user, many users, summary."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import threading
 
 import pytest

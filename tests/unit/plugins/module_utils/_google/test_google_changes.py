@@ -12,6 +12,10 @@
   called ``imap_disabled``, only Gmail's IMAP refusal does that.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import delegation, gmail_imap

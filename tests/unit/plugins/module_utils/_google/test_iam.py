@@ -1,5 +1,9 @@
 """iam.py without main(): planning, key summaries, refusal classification, the calls it makes."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import json
 import time

@@ -4,6 +4,10 @@ IMAP clients and token sources are fakes; the classification tests feed the exce
 imapclient really raise, carrying the texts Gmail (and the lab's Dovecot) really send.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import csv
 import imaplib

@@ -1,5 +1,9 @@
 """Unit tests for _google.imap_policy: filter, paging, verdicts, and every way reading can fail."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google import imap_policy as ip

@@ -1,5 +1,9 @@
 """Unit tests for the HTML report, the fleet page and the progress file (_google.report_html, _google.report)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import html
 import json
 import os

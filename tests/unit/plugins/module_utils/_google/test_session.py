@@ -3,6 +3,10 @@
 A real HTTPS server on loopback (stdlib, certificate from the lab's CA generator) counts connections.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import http.server
 import json

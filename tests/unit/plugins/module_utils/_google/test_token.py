@@ -4,6 +4,10 @@ The token source runs google-auth's real refresh code; only the HTTP session is 
 tested is what runs against Google (and the lab), minus the network.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import email.utils
 import json
