@@ -180,6 +180,12 @@ results:
     http_status:
       description: HTTP status of Google's refusal, when there was one.
       type: int
+    refusal:
+      description:
+        - V(service_disabled) when Google refused because the Gmail API is not enabled in the service account's Cloud
+          project (the message carries the enable link); the other users are then not attempted.
+      type: str
+      returned: when the Gmail API is disabled
     skipped:
       description: V(true) when the user was not attempted because an earlier failure holds for every user.
       type: bool

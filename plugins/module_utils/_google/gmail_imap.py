@@ -299,6 +299,8 @@ def apply_user(client, user, wanted, check_mode):  # type: (Any, str, Mapping[st
         result["failure_class"] = exc.failure_class
         result["message"] = _api_message(exc, user)
         result["http_status"] = exc.status
+        if is_service_disabled(exc):
+            result["refusal"] = REFUSAL_SERVICE_DISABLED
     except Exception as exc:  # noqa: BLE001 - one user's surprise must not abort the other 2,499
         result["failure_class"] = API_FAILURE_CLASS
         result["message"] = "Unexpected error for %s (%s: %s); please report it." % (user, type(exc).__name__, exc)
@@ -354,6 +356,8 @@ def apply_all(
 
 
 def _fails_everyone(result):  # type: (Mapping[str, Any]) -> Optional[str]
+    if result.get("refusal") == REFUSAL_SERVICE_DISABLED:
+        return REFUSAL_SERVICE_DISABLED  # the Gmail API is off in the project: every user gets the same 403
     return str(result["failure_class"]) if result["failure_class"] in CLIENT_WIDE_CLASSES else None
 
 

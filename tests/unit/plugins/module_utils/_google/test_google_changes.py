@@ -138,6 +138,18 @@ def test_gmail_settings_refused_because_the_gmail_api_is_disabled_names_the_link
     result = gmail_imap.apply_user(gmail, "a@example.test", {"enabled": True}, False)
     assert result["failure_class"] == "api_error"
     assert link in result["message"] and "gmail.googleapis.com" in result["message"]
+    assert result["refusal"] == "service_disabled"
+
+
+def test_a_disabled_gmail_api_is_met_once_not_for_every_user():
+    users = ["a@example.test", "b@example.test", "c@example.test"]
+    error = GoogleApiError(
+        "api_error", "Google refused GET (HTTP 403)", 403, "PERMISSION_DENIED", "SERVICE_DISABLED", MESSAGE
+    )
+    gmail = FakeGmail(users, api_errors={("GET", user): error for user in users})
+    results, summary = gmail_imap.apply_all(gmail, [(user, {"enabled": True}) for user in users], False, 4)
+    assert [result.get("skipped", False) for result in results] == [False, True, True]
+    assert summary["skipped"] == 2
 
 
 # --------------------------------------------------------------------------- super administrators only
