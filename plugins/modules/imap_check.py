@@ -22,8 +22,8 @@ description:
     V(token_invalid_key), V(token_other), and the IMAP classes V(imap_disabled) (Gmail's C([ALERT] Your account is not
     enabled for IMAP use) or C(IMAP access is disabled for your domain)), V(imap_auth_failed) and V(imap_other).
     C(docs/imap-check.md) says what each means and what fixes it.
-  - Checks up to O(concurrency) users at a time from one thread pool; each user has a time limit (O(user_timeout)), so a
-    slow user cannot stall the run. Only failures that can succeed on a second try (Gmail's C(Too many simultaneous
+  - Checks several users at a time from one thread pool (O(concurrency)); each user has a time limit (O(user_timeout)),
+    so a slow user cannot stall the run. Only failures that can succeed on a second try (Gmail's C(Too many simultaneous
     connections), C([UNAVAILABLE]), dropped connections, timeouts, HTTP 5xx from the token endpoint) are retried, with
     exponential backoff.
   - Run it on the MSL host (that is where NuPoint connects from, through its firewall, DNS and clock) or on the
@@ -80,11 +80,18 @@ options:
     default: INBOX
   concurrency:
     description:
-      - How many users are checked at the same time (threads, and keep-alive connections to the token endpoint).
-      - The default suits a LAN; over a WAN with tens of milliseconds of round trip, 32 to 64 is faster. Gmail limits
-        simultaneous IMAP connections per user, not per client, and each check holds one connection per user.
+      - How many users are checked at the same time (threads, and keep-alive connections to the token endpoint), from
+        1 to 256.
+      - Not set (the default), the run finds its own number. It starts at 16 users at a time and, after each
+        measurement (about 3 x the current number of users), raises it by half as long as that raised the number of
+        users checked per second by 15 % or more, up to 64; when a step brings less, it goes back to the best number
+        and stays there. A check that had to be retried (for example Gmail's C(Too many simultaneous connections)) or
+        that timed out halves it (not below 4), and it grows no more. Where the CPU or the servers are the limit (a
+        LAN, a busy host) that stays near 16; where every check mostly waits on round trips (40 ms away from Google)
+        it grows towards 64. RV(summary.concurrency_levels) shows the numbers a run went through.
+      - A number fixes it, for example a low one to spare a busy MSL host's CPU. Gmail limits simultaneous IMAP
+        connections per user, not per client, and each check holds one connection per user.
     type: int
-    default: 16
   user_timeout:
     description:
       - Most seconds spent on one user, retries included. A user over it is classified V(timeout).
@@ -161,11 +168,11 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: imap
 
-- name: Over a WAN, check more users at a time and keep the task result small
+- name: On a busy MSL host, check at most 8 users at a time and keep the task result small
   nupoint.gworkspace.imap_check:
     path: /var/lib/nupoint/oauth/service-account.json
     users_file: /root/um-users.txt
-    concurrency: 48
+    concurrency: 8
     return_results: false
     report_path: /var/tmp/imap-check.json
   register: imap
@@ -207,9 +214,15 @@ summary:
       type: float
       sample: 116.8
     concurrency:
-      description: Users checked at a time.
+      description: The most users checked at a time (with O(concurrency) not set, the highest level the run reached).
       type: int
       sample: 16
+    concurrency_levels:
+      description: With O(concurrency) not set, the levels the run went through, in order.
+      returned: when O(concurrency) is not set
+      type: list
+      elements: int
+      sample: [16, 24, 36, 54, 64]
     latency_ms:
       description: Per phase (C(token), C(connect), C(auth), C(select), C(total)), the median (C(p50)), 95th
         percentile (C(p95)) and maximum (C(max)) in milliseconds, over the users that reached the phase.
@@ -283,14 +296,12 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.imap_lo
     DEFAULT_MAILBOX,
     DEFAULT_USER_TIMEOUT,
     RUN_SOURCE_OPTIONS,
+    most_workers,
     run_check,
     summary_message,
 )
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.module import GoogleModule
-from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import (
-    DEFAULT_CONCURRENCY,
-    MAX_CONCURRENCY,
-)
+from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.pool import MAX_CONCURRENCY
 from ansible_collections.nupoint.gworkspace.plugins.module_utils._google.token import SCOPE_MAIL
 
 
@@ -304,7 +315,7 @@ def load_users(module):
 
 def check_options(module):
     params = module.params
-    if not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
+    if params["concurrency"] is not None and not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
         module.fail_option(
             "concurrency must be between 1 and %d, not %d." % (MAX_CONCURRENCY, params["concurrency"]), "concurrency"
         )
@@ -327,7 +338,7 @@ def main():
             imap_port=dict(type="int", default=DEFAULT_IMAP_PORT),
             scope=dict(type="str", default=SCOPE_MAIL),
             select_mailbox=dict(type="str", default=DEFAULT_MAILBOX),
-            concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
+            concurrency=dict(type="int"),
             user_timeout=dict(type="float", default=DEFAULT_USER_TIMEOUT),
             max_users=dict(type="int", default=users_rules.NUPOINT_MAX_USERS),
             enforce_user_limit=dict(type="bool", default=True),
@@ -354,8 +365,9 @@ def main():
             return dict(failed=True, msg=limit, users_count=len(users), skipped_users=skipped)
         if limit is not None:
             module.warn(limit[len("warning: ") :])
-        concurrency = min(params["concurrency"], len(users))
-        source = module.token_source([params["scope"]], concurrency, **RUN_SOURCE_OPTIONS)
+        source = module.token_source(
+            [params["scope"]], most_workers(params["concurrency"], len(users)), **RUN_SOURCE_OPTIONS
+        )
         result = run_check(source, users, params, write_report=not module.check_mode)
         result.update(users_count=len(users), skipped_users=skipped)
         exceeded = users_rules.threshold_exceeded(result["summary"]["failed"], result["summary"]["total"], threshold)

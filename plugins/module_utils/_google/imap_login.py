@@ -48,7 +48,7 @@ import ssl  # noqa: F401 - named in type comments
 import time
 
 try:  # Python 2.7 has no typing module; the names serve the type comments (mypy)
-    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple  # noqa: F401  # novermin
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union  # noqa: F401  # novermin
 except ImportError:  # pragma: no cover
     pass
 
@@ -139,22 +139,23 @@ class ImapChecker:
 
     def __init__(
         self,
-        token_source,
-        host=DEFAULT_IMAP_HOST,
-        port=DEFAULT_IMAP_PORT,
-        ssl_context=None,
-        timeout=DEFAULT_TIMEOUT,
-        user_timeout=DEFAULT_USER_TIMEOUT,
-        retries=DEFAULT_RETRIES,
-        select_mailbox=DEFAULT_MAILBOX,
-        scopes=None,
-        backoff_base=1.0,
-        backoff_max=16.0,
-        client_factory=None,
-        clock=monotonic,
-        sleep=time.sleep,
-        rng=random.random,
-    ):  # type: (Any, str, int, Optional[ssl.SSLContext], float, float, int, Optional[str], Optional[Sequence[str]], float, float, Optional[Callable[..., Any]], Callable[[], float], Callable[[float], None], Callable[[], float]) -> None
+        token_source,  # type: Any
+        host=DEFAULT_IMAP_HOST,  # type: str
+        port=DEFAULT_IMAP_PORT,  # type: int
+        ssl_context=None,  # type: Optional[ssl.SSLContext]
+        timeout=DEFAULT_TIMEOUT,  # type: float
+        user_timeout=DEFAULT_USER_TIMEOUT,  # type: float
+        retries=DEFAULT_RETRIES,  # type: int
+        select_mailbox=DEFAULT_MAILBOX,  # type: Optional[str]
+        scopes=None,  # type: Optional[Sequence[str]]
+        backoff_base=1.0,  # type: float
+        backoff_max=16.0,  # type: float
+        client_factory=None,  # type: Optional[Callable[..., Any]]
+        clock=monotonic,  # type: Callable[[], float]
+        sleep=time.sleep,  # type: Callable[[float], None]
+        rng=random.random,  # type: Callable[[], float]
+    ):
+        # type: (...) -> None
         if client_factory is None:
             client_factory = ImapConnection
         # The built-in client's round-trip savings (imap.ImapConnection): a factory without them gets none.
@@ -347,10 +348,11 @@ class ImapChecker:
 
     def run(
         self,
-        users,
-        concurrency=None,
-        on_result=None,
-    ):  # type: (Sequence[str], Optional[int], Optional[Callable[[Dict[str, Any]], None]]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
+        users,  # type: Sequence[str]
+        concurrency=None,  # type: Optional[int]
+        on_result=None,  # type: Optional[Callable[[Dict[str, Any]], None]]
+    ):
+        # type: (...) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]
         """Check ``users`` with at most ``concurrency`` at a time; ``(results in input order, summary)``.
 
         ``concurrency`` None: adaptive (``pool.AdaptiveConcurrency``: from 16, up to 64 while the rate of
@@ -361,20 +363,23 @@ class ImapChecker:
         ``on_result`` is called after each user (``report.ProgressFile.record``: see ``pool.run_per_user``).
 
         When the servers cannot be reached at all (the first ``max(20, 2 * concurrency)`` users in a row
-        failed with the same network class before logging in), the remaining users are not tried: each
+        failed with the same network class before logging in; adaptive: the concurrency it starts with,
+        16), the remaining users are not tried: each
         gets that class and a message saying so (``attempts`` 0). A firewall that drops packets would
         otherwise cost ``user_timeout`` per user.
         """
         started = self._clock()
         workers = most_workers(concurrency, len(users))
-        level = workers if concurrency is not None else AdaptiveConcurrency(pushback=_pushed_back, clock=self._clock)
-        breaker = Breaker(max(20, 2 * workers), _unreachable)
+        adaptive = None if concurrency is not None else AdaptiveConcurrency(pushback=_pushed_back, clock=self._clock)
+        level = workers if adaptive is None else adaptive  # type: Union[int, AdaptiveConcurrency]
+        # The streak that trips the breaker: twice the users checked at a time when the run starts.
+        breaker = Breaker(max(20, 2 * min(workers, workers if adaptive is None else adaptive.limit)), _unreachable)
         results = run_per_user(
             users, self.check, level, breaker, _not_tried(breaker), name="imap_check", on_result=on_result
         )
         summary = summarize(results, self._clock() - started, workers)
-        if isinstance(level, AdaptiveConcurrency):
-            summary.update(concurrency=min(level.peak, workers), concurrency_levels=list(level.levels))
+        if adaptive is not None:
+            summary.update(concurrency=min(adaptive.peak, workers), concurrency_levels=list(adaptive.levels))
         return results, summary
 
 

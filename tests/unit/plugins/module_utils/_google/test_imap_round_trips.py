@@ -192,3 +192,38 @@ def test_the_checker_uses_every_saving_against_a_dovecot_like_server():
     assert set(result["latency_ms"]) == {"token", "connect", "auth", "select", "total"}
     server.thread.join(TIMEOUT)
     assert [line.split()[1] for line in server.received] == [b"AUTHENTICATE", b"EXAMINE", b"LOGOUT"]
+
+
+# --------------------------------------------------------------------------- ImapChecker.run without a concurrency
+
+
+def test_an_adaptive_run_trips_the_breaker_after_twice_its_starting_level():
+    from tests.unit.plugins.module_utils._google.test_imap_login import FakeServer, make_checker
+
+    class Refusing(FakeServer):
+        def factory(self, host, port, ssl_context, timeout):
+            with self.lock:
+                self.connects += 1
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    users = ["user%04d@example.test" % number for number in range(300)]
+    checker, server, _source = make_checker(server=Refusing(), retries=0)
+    results, summary = checker.run(users)  # no concurrency: adaptive, starting at 16
+    assert summary["by_class"]["connect"] == 300
+    # 32 in a row (2 x 16) trip it; the workers busy at that moment finish their user.
+    assert 32 <= server.connects <= 32 + 16
+    assert results[-1]["message"].startswith("Not tried: the previous 32 users all failed with connect")
+    assert summary["concurrency_levels"][0] == 16
+
+
+def test_an_adaptive_run_reports_its_levels_and_the_most_users_at_a_time():
+    from tests.unit.plugins.module_utils._google.test_imap_login import make_checker
+
+    checker, server, _source = make_checker()
+    users = ["user%04d@example.test" % number for number in range(200)]
+    results, summary = checker.run(users)
+    assert summary["ok"] == 200 and len(results) == 200
+    levels = summary["concurrency_levels"]
+    assert levels[0] == 16 and all(1 <= level <= 64 for level in levels)
+    assert summary["concurrency"] == max(levels)
+    assert server.max_active <= max(levels)
