@@ -153,10 +153,59 @@ def test_a_downloaded_pair_is_accepted_unproven_then_proven_at_google(rig):
     with open(json_dest) as handle:
         json_key_id = json.load(handle)["private_key_id"]
     assert proof == {"proven": True, "problems": [], "key_key_id": json_key_id, "p12_key_id": other["private_key_id"]}
+    # The oauth_credentials role proves the pair when an admin credential is set, and says unproven without one.
+    assert role_validation(rig, json_dest, str(p12_path), admin=True).result("facts")["p12_same_account"] == "proven"
+    assert role_validation(rig, json_dest, str(p12_path), admin=False).result("facts")["p12_same_account"] == "unproven"
+
     lab.google.set_key_disabled(other["private_key_id"], True)
     refused = run_playbook(localhost(proof_task)).result("proof")["p12_pair"]
     assert refused["proven"] is False
     assert refused["problems"] == ["the P12 file is key %s, which is disabled" % other["private_key_id"]]
+    stopped = role_validation(rig, json_dest, str(p12_path), admin=True)
+    assert stopped.rc != 0
+    message = stopped.result(STOP_TASK)["msg"]
+    assert "is not a live key" in message and "which is disabled" in message and "p12_dest" in message
+
+
+STOP_TASK = "nupoint.gworkspace.oauth_credentials : Stop when Google says the P12 is not a live key of the account"
+
+
+def role_validation(rig: dict[str, Any], key_src: str, p12_src: str, admin: bool) -> Any:
+    """The oauth_credentials role's controller-side validation of msl1's key and P12, then its published facts."""
+    lab = rig["lab"]
+    variables = {
+        "gworkspace_key_src": key_src,
+        "gworkspace_p12_src": p12_src,
+        "gworkspace_token_uri": lab.token_uri,
+        "gworkspace_ca_path": lab.ca_path,
+        "gworkspace_api_base_url": lab.google_base_url,
+        # The lab inventory pins the lab's own key; this is another key of its account.
+        "gworkspace_key_fingerprint": None,
+    }
+    if admin:
+        variables["gworkspace_admin_key_src"] = rig["admin_src"]
+    play = {
+        "name": "validate",
+        "hosts": "msl1",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": "validate",
+                "ansible.builtin.include_role": {
+                    "name": "nupoint.gworkspace.oauth_credentials",
+                    "tasks_from": "validate.yml",
+                },
+            },
+            {"name": "facts", "ansible.builtin.debug": {"msg": "{{ oauth_credentials_key_info }}"}},
+        ],
+    }
+    # Extra vars: the role reads the play's keys through hostvars, where play vars are not.
+    result = run_playbook([play], inventory=lab.inventory_path, extra_vars=variables)
+    if result.rc == 0:
+        result.tasks["facts"] = [dict(result.result("facts")["msg"], _host="msl1")]
+    else:
+        assert STOP_TASK in result.tasks, result.stdout[-3000:]
+    return result
 
 
 def test_p12_dest_derives_the_json_keys_own_pair(rig):
