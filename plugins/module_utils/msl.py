@@ -531,8 +531,8 @@ class CredentialStore:
             mode = os.stat(parent).st_mode
             if mode & (stat.S_IWGRP | stat.S_IWOTH):
                 return (
-                    "%s, the directory that holds credential_dir, may be written by other users (mode %s); choose a "
-                    "credential_dir under a directory only root can write to" % (parent, oct(stat.S_IMODE(mode)))
+                    "%s, the directory that holds credential_dir, may be written by other users (mode %04o); choose a "
+                    "credential_dir under a directory only root can write to" % (parent, stat.S_IMODE(mode))
                 )
         return None
 

@@ -343,7 +343,7 @@ CASES: list[Case] = [
         MSL_KEY,
         {"src": "{{ gworkspace_key_file }}", "credential_dir": "@msl:var/lib/shared/oauth"},
         "unsafe_path",
-        ("may be written by other users", "only root can write", "nothing was changed"),
+        ("may be written by other users (mode 1777)", "only root can write", "nothing was changed"),
     ),
     Case(
         "credential_key_file with a path",
