@@ -206,7 +206,7 @@ def main():
             p12_pair=dict(
                 type="dict",
                 options=dict(
-                    key_fingerprint_sha256=dict(type="str", required=True),
+                    key_fingerprint_sha256=dict(type="str", required=True, no_log=False),  # a public-key digest
                     p12_fingerprint_sha256=dict(type="str", required=True),
                 ),
             ),

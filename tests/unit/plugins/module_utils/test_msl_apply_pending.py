@@ -4,6 +4,10 @@ Found by tests/integration/test_faults.py (SSH dropped while signal-event ran): 
 new ones, so a rerun saw nothing to change and never signalled ``nupoint-oauth-update``; NuPoint kept the old key.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import os
 
 import pytest

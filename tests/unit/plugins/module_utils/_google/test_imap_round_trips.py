@@ -4,6 +4,10 @@ Each server below answers only once the client has sent what the saving says it 
 a client that waited instead would deadlock, and the test would fail on the client's socket timeout.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import base64
 import imaplib
 import socket

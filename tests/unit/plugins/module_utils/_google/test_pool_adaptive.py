@@ -1,5 +1,9 @@
 """pool.AdaptiveConcurrency (with a fake clock: no timing) and run_per_user following its level."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import threading
 
 import pytest
