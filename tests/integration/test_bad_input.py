@@ -12,11 +12,14 @@ why they are valid. Around the whole run, both MSL hosts' directory trees (files
 event log) are hashed: they must be byte-identical, and no shell may ever have run an NTP server name.
 
 The playbooks' variables (``PLAYBOOK_CASES``) go through provision.yml: one run, one bad variable per host.
+
+To read every result of the corpus run (when a case fails), set BAD_INPUT_DUMP=<file>: the run's JSON is written there.
 """
 
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +96,7 @@ def _corpus_plays(lab: Any, files: dict[str, str], marker: str) -> list[dict[str
 
 
 @pytest.fixture(scope="module")
-def corpus(lab, tmp_path_factory) -> CorpusRun:
+def corpus(lab, tmp_path_factory) -> Iterator[CorpusRun]:
     work = tmp_path_factory.mktemp("bad-input")
     for host in lab.msl_hosts:
         lab.reset_msl(host)
@@ -116,7 +119,10 @@ def corpus(lab, tmp_path_factory) -> CorpusRun:
     if os.environ.get("BAD_INPUT_DUMP"):
         with open(os.environ["BAD_INPUT_DUMP"], "w") as handle:
             json.dump({"rc": run.rc, "stdout": run.stdout, "stderr": run.stderr, "tasks": run.tasks}, handle, indent=1)
-    return CorpusRun(run, before, after, marker, lab)
+    yield CorpusRun(run, before, after, marker, lab)
+    # The unsafe places made in msl1's tree are no other test's business.
+    for host in lab.msl_hosts:
+        lab.reset_msl(host)
 
 
 def _field(result: dict[str, Any], dotted: str) -> Any:
@@ -256,6 +262,8 @@ def test_playbook_variables(lab, tmp_path):
         env=FAST_SSH,
     )
     after = {host: bic.tree_digest(Path(lab.msl_root(host))) for host in HOSTS}
+    for host in lab.msl_hosts:
+        lab.reset_msl(host)
     assert run.rc != 0
     # The controller's key check (service_account_key_info, one item per key of the play) gives each refusal its reason.
     key_checks = [
