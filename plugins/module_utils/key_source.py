@@ -105,7 +105,7 @@ def _read_node_file(path, what, field):  # type: (Any, str, str) -> bytes
     try:
         with open(str(path), "rb") as handle:
             return handle.read()
-    except OSError as exc:
+    except (IOError, OSError) as exc:
         raise_from(
             KeyValidationError(
                 "read_error",

@@ -185,7 +185,7 @@ class ConfigDb:
         argv = [self.db_command, self.db_name] + list(args)
         try:
             return self._run_command(argv)
-        except OSError as exc:
+        except (IOError, OSError) as exc:
             raise_from(
                 MslError(
                     "Cannot run %s: %s. Is this an MSL server? Set the db_command option if the tool lives elsewhere."
@@ -293,7 +293,7 @@ def signal_event(run_command, event, command=DEFAULTS["signal_event_command"]): 
     argv = [command, event]
     try:
         rc, out, err = run_command(argv)
-    except OSError as exc:
+    except (IOError, OSError) as exc:
         raise_from(MslError("Cannot run %s: %s. Set the signal_event_command option." % (command, exc), argv), exc)
     if rc != 0:
         raise MslError(
@@ -330,7 +330,7 @@ def backup_path_for(path):  # type: (str) -> str
 def _file_facts(path):  # type: (str) -> Optional[Dict[str, object]]
     try:
         stat = os.lstat(path)
-    except OSError:
+    except (IOError, OSError):
         return None
     return {
         "path": path,
@@ -346,7 +346,7 @@ def _read_bytes(path):  # type: (str) -> Optional[bytes]
     try:
         with open(path, "rb") as handle:
             return handle.read()
-    except OSError:
+    except (IOError, OSError):
         return None
 
 

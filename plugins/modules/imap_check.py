@@ -309,8 +309,8 @@ def load_users(module):
     params = module.params
     if params["users_file"] is not None:
         entries = users_rules.parse_users_file(users_rules.read_users_file(params["users_file"]))
-        return users_rules.clean_users(entries, "users_file")
-    return users_rules.clean_users(params["users"] or [], "users")
+        return users_rules.clean_users(entries, "users_file", params["duplicates"])
+    return users_rules.clean_users(params["users"] or [], "users", params["duplicates"])
 
 
 def check_options(module):
@@ -343,6 +343,7 @@ def main():
             max_users=dict(type="int", default=users_rules.NUPOINT_MAX_USERS),
             enforce_user_limit=dict(type="bool", default=True),
             fail_threshold=dict(type="raw", default=0),
+            duplicates=dict(type="str", choices=list(users_rules.DUPLICATES_POLICIES), default="fail"),
             report_path=dict(type="path"),
             report_meta=dict(type="dict"),
             return_results=dict(type="bool", default=True),
@@ -359,10 +360,18 @@ def main():
         for warning in warnings:
             module.warn(warning)
         if not users:
-            return dict(failed=True, msg="No valid user address to check.", users_count=0, skipped_users=skipped)
+            return dict(
+                failed=True,
+                msg="No valid user address to check: every entry of %s was blank or not an e-mail address (the warning "
+                "lists them). Give the Advanced UM users' primary addresses, one per line or in an 'email' CSV column."
+                % ("users_file" if params["users_file"] is not None else "users"),
+                reason="no_users",
+                users_count=0,
+                skipped_users=skipped,
+            )
         limit = users_rules.enforce_max_users(len(users), params["max_users"], params["enforce_user_limit"])
         if limit is not None and not limit.startswith("warning:"):
-            return dict(failed=True, msg=limit, users_count=len(users), skipped_users=skipped)
+            return dict(failed=True, msg=limit, reason="too_many_users", users_count=len(users), skipped_users=skipped)
         if limit is not None:
             module.warn(limit[len("warning: ") :])
         source = module.token_source(

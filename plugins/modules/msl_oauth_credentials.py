@@ -265,7 +265,7 @@ def run_module():
         module.fail_json(msg=exc.msg, reason="bad_private_key")
     except MslError as exc:
         module.fail_json(msg=exc.msg, reason="msl_db", **exc.as_result())
-    except OSError as exc:
+    except (IOError, OSError) as exc:
         module.fail_json(
             msg="Cannot update the credential files in %s: %s. The previous key, if any, is still in place."
             % (params["credential_dir"], exc),

@@ -497,7 +497,7 @@ def run_check(source, users, params, write_report):  # type: (Any, Sequence[str]
         concurrency = most_workers(concurrency, len(users))
     try:
         ssl_context = ssl_context_for(params["ca_path"] or True)
-    except (OSError, ValueError) as exc:
+    except (IOError, OSError, ValueError) as exc:
         source.close()
         raise_from(failures.GoogleFailure("tls", "Cannot load ca_path %s: %s." % (params["ca_path"], exc)), None)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -542,6 +542,6 @@ def run_check(source, users, params, write_report):  # type: (Any, Sequence[str]
         meta.update(report.header_meta(params.get("report_meta")))
         try:
             result["report"] = report.write_report(params["report_path"], results, summary, meta)
-        except OSError as exc:
+        except (IOError, OSError) as exc:
             result["report_error"] = " The report could not be written to %s: %s." % (params["report_path"], exc)
     return result

@@ -338,15 +338,16 @@ def _run_threads(one, indexes, workers, name, adaptive=None):
 
 
 def run_per_user(
-    items,
-    work,
-    concurrency=DEFAULT_CONCURRENCY,
-    breaker=None,
-    skip=None,
-    probe_first=False,
-    name="per_user",
-    on_result=None,
-):  # type: (Sequence[Item], Callable[[Item], Result], Union[int, AdaptiveConcurrency], Optional[Breaker], Optional[Callable[[Item, Result], Result]], bool, str, Optional[Callable[[Result], None]]) -> List[Result]
+    items,  # type: Sequence[Item]
+    work,  # type: Callable[[Item], Result]
+    concurrency=DEFAULT_CONCURRENCY,  # type: Union[int, AdaptiveConcurrency]
+    breaker=None,  # type: Optional[Breaker]
+    skip=None,  # type: Optional[Callable[[Item, Result], Result]]
+    probe_first=False,  # type: bool
+    name="per_user",  # type: str
+    on_result=None,  # type: Optional[Callable[[Result], None]]
+):
+    # type: (...) -> List[Result]
     """``work(item)`` for every item, at most ``concurrency`` at a time; the results in input order.
 
     ``concurrency``: a number, or an :class:`AdaptiveConcurrency` that is given every result of ``work``

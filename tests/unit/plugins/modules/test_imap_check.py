@@ -1,5 +1,9 @@
 """imap_check: main() with a fake token source and a scripted IMAP server (no network)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import stat
@@ -142,13 +146,24 @@ def test_users_file_is_cleaned_with_warnings(run_module, fakes, tmp_path):
     users_file.write_text(
         "email,name\nuser0001@example.test,A\n,\nUSER0001@example.test,A again\nnot-an-address,X\nuser0002@example.test,B\n"
     )
-    result = run_module(module, args(users=None, users_file=str(users_file)))
+    result = run_module(module, args(users=None, users_file=str(users_file), duplicates="warn"))
     assert not result.get("failed"), result
     assert result["users_count"] == 2
     assert result["skipped_users"]["blank"] == 1
     assert result["skipped_users"]["duplicate"] == ["USER0001@example.test"]
     assert result["skipped_users"]["invalid"] == ["'not-an-address' (users_file line 5)"]
     assert len(result["warnings"]) == 3
+
+
+def test_a_duplicate_address_fails_the_task_before_any_check(run_module, fakes, tmp_path):
+    users_file = tmp_path / "um-users.txt"
+    users_file.write_text("user0001@example.test\nuser0002@example.test\nUser0001@Example.test\n")
+    result = run_module(module, args(users=None, users_file=str(users_file)))
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert result["reason"] == "duplicate_users"
+    assert "user0001@example.test" in result["msg"]
+    assert "results" not in result
 
 
 def test_users_file_csv_without_an_address_column_fails(run_module, fakes, tmp_path):
@@ -169,7 +184,8 @@ def test_unreadable_users_file(run_module, fakes, tmp_path):
 def test_no_valid_user(run_module, fakes):
     result = run_module(module, args(users=["", "nobody"]))
     assert result["failed"] is True
-    assert result["msg"] == "No valid user address to check."
+    assert result["msg"].startswith("No valid user address to check: every entry of users")
+    assert result["reason"] == "no_users"
 
 
 def test_report_is_written_0600_and_not_in_check_mode(run_module, fakes, tmp_path):
