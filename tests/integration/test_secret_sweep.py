@@ -10,7 +10,8 @@ of ``no_log`` tasks included, as a site that caches facts for AWX/AAP would keep
 Then it scans the runs' stdout and stderr, the Ansible log, every report the playbooks wrote (JSON, CSV, HTML,
 ``.progress``), every file under both MSL host directories (config db, event log, NTP config, lock files; only the
 credential directory's key files and their backups are skipped: they are the key by design, and are checked to be
-``0600``), the controller's side (the inventory, the pin, no staging file left; the key copies skipped), the fact
+``0600``), the controller's side (the inventory, the pin, no staging file left; the key copies skipped), the modules'
+temporary directory (``ansible_remote_tmp``, on MSL and for delegated tasks: what a run leaves there), the fact
 cache, and molecule's files (``~/.cache/molecule``, untracked files under ``extensions/molecule/*/``) when present.
 None of these may hold:
 
@@ -245,7 +246,7 @@ def rig(lab, lab_reset, msl_clean, tmp_path):
     shutil.copyfile(lab.key_file, key_src)
     for path in (admin_src, key_src):
         path.chmod(0o600)
-    for name in ("facts", "reports", "output"):
+    for name in ("facts", "reports", "output", "remote-tmp"):
         (tmp_path / name).mkdir()
     return {
         "lab": lab,
@@ -305,6 +306,8 @@ def run(rig: dict[str, Any], name: str, label: str, check: bool = False, **overr
         "post_restore_imap_report_dir": str(reports),
         "time_sync_samples": 1,
         "time_sync_sample_interval": 0.2,
+        # The modules' files on MSL and on the controller (delegated tasks): whatever a run leaves there is scanned.
+        "ansible_remote_tmp": str(tmp / "remote-tmp"),
     }
     variables.update(overrides)
     inventory = rig["controller"] / "inventory.yml"
@@ -363,6 +366,10 @@ def test_no_secret_in_anything_the_playbooks_print_or_leave(rig, capsys):
     texts.update(read_tree(tmp / "output", "output"))
     texts.update(read_tree(tmp / "reports", "reports"))
     texts.update(read_tree(tmp / "facts", "fact-cache"))
+    remote_tmp = read_tree(tmp / "remote-tmp", "remote-tmp")
+    # The runs' modules did use it (on MSL and for the tasks delegated to the controller).
+    assert str(tmp / "remote-tmp") in texts["output/provision.stdout"]
+    texts.update(remote_tmp)
     skipped = []
 
     def controller_key(path: Path) -> bool:
@@ -411,6 +418,7 @@ def test_no_secret_in_anything_the_playbooks_print_or_leave(rig, capsys):
             "files": len(texts),
             "bytes": sum(len(text) for text in texts.values()),
             "molecule_files": len(molecule),
+            "remote_tmp_files": len(remote_tmp),
             "skipped_key_files": len(skipped),
             "patterns": len(PATTERNS),
             "base64_chunks": len(needles.base64_chunks),
