@@ -460,9 +460,16 @@ class CredentialStore:
                 problems.append("the record names P12File %s but it is missing" % props["P12File"])
             if not props.get("P12File") and p12_facts is not None:
                 problems.append("%s exists but the record names no P12File" % self.p12_path)
+        pending = self.apply_pending()
+        if pending:
+            problems.append(
+                "an earlier run installed this key but ended before it signalled the apply event, so NuPoint may still "
+                "use the previous key; run msl_oauth_credentials again (it signals the event)"
+            )
         source = file_meta or {}
         return {
             "present": present,
+            "apply_pending": pending,
             "client_id": props.get("ClientId") or source.get("client_id"),
             "client_email": props.get("ClientEmail") or source.get("client_email"),
             "private_key_id": props.get("PrivateKeyId") or source.get("private_key_id"),

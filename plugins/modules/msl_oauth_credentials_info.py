@@ -94,6 +94,14 @@ consistent:
   returned: always
   type: bool
   sample: true
+apply_pending:
+  description:
+    - V(true) when a run of M(nupoint.gworkspace.msl_oauth_credentials) changed the key and ended (a dropped SSH
+      session) before it signalled the apply event; NuPoint may still use the previous key. Also a RV(problems) entry,
+      so RV(consistent) is V(false). The next run of M(nupoint.gworkspace.msl_oauth_credentials) signals the event.
+  returned: always
+  type: bool
+  sample: false
 problems:
   description: What disagrees, one sentence each (empty when RV(consistent)).
   returned: always

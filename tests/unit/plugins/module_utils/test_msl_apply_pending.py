@@ -57,9 +57,12 @@ def test_a_run_cut_before_the_event_is_finished_by_the_next_run(host, monkeypatc
         run(host, content)
     monkeypatch.undo()
     store = msl.CredentialStore(msl.ConfigDb(host.run_command, host.db_command), host.credential_dir)
-    assert store.inspect()["consistent"] is True  # files and record are the new key...
-    assert host.events() == []  # ...but NuPoint was never told
+    state = store.inspect()
+    assert state["fingerprint_sha256"] == msl.credential_key_metadata(content)["fingerprint_sha256"]  # the new key...
+    assert host.events() == []  # ...but NuPoint was never told, and the info module says so
     assert store.apply_pending() is True
+    assert state["apply_pending"] is True and state["consistent"] is False
+    assert any("signalled the apply event" in problem for problem in state["problems"])
 
     _store, checked = run(host, content, check_mode=True)
     assert (checked["changed"], checked["changes"]) == (True, ["apply_event"])
@@ -70,6 +73,7 @@ def test_a_run_cut_before_the_event_is_finished_by_the_next_run(host, monkeypatc
     assert host.events() == ["nupoint-oauth-update"]
     assert store.apply_pending() is False
 
+    assert store.inspect()["consistent"] is True and store.inspect()["apply_pending"] is False
     _store, again = run(host, content)
     assert (again["changed"], again["changes"]) == (False, [])
     assert host.events() == ["nupoint-oauth-update"]

@@ -38,6 +38,7 @@ def install(store, content, p12=None, backup=False):
     plan = store.plan_install(content, p12, meta)
     if plan["changes"]:
         store.install(content, p12, meta, plan, backup=backup)
+        store.set_apply_pending(False)  # what install_credentials does once it has signalled the apply event
     return plan
 
 
@@ -103,6 +104,7 @@ def test_rotation_replaces_key_and_drops_stale_p12_with_backups(host, store):
     assert plan["before"]["private_key_id"] == "%040x" % 1
     assert plan["after"]["private_key_id"] == "%040x" % 2
     outcome = store.install(new_content, None, meta, plan, backup=True)
+    store.set_apply_pending(False)  # install_credentials clears it once the apply event is signalled
     with open(outcome["backup_file"], "rb") as handle:
         assert handle.read() == old_content
     with open(outcome["p12_backup_file"], "rb") as handle:
