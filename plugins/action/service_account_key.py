@@ -27,7 +27,11 @@ from ansible_collections.nupoint.gworkspace.plugins.module_utils.service_account
     inspect_key,
 )
 from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.google_api_action import AdminCredentialActionBase
-from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import KeySourceError, scrub_invocation
+from ansible_collections.nupoint.gworkspace.plugins.plugin_utils.key_source import (
+    KeySourceError,
+    read_controller_file,
+    scrub_invocation,
+)
 
 
 def held_key(action: Any, dest: str, account: str) -> tuple[str | None, bool]:
@@ -38,18 +42,11 @@ def held_key(action: Any, dest: str, account: str) -> tuple[str | None, bool]:
     with open(path, "rb") as handle:
         encrypted = is_encrypted(handle.read())
     try:
-        real = action._loader.get_real_file(path, decrypt=True)
-    except Exception as exc:  # noqa: BLE001 - AnsibleError and friends: typically no vault password
-        raise KeySourceError("Cannot read dest %s: %s" % (dest, to_text(exc)), "read_error", "dest") from None
-    try:
-        with open(real, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8-sig"))
+        data = json.loads(read_controller_file(action, path, "dest", "dest", find=False).decode("utf-8-sig"))
     except ValueError:
         raise KeySourceError(
             "dest %s is not a JSON key file; refusing to overwrite it." % dest, "not_json", "dest"
         ) from None
-    finally:
-        action._loader.cleanup_tmp_file(real)
     if not isinstance(data, dict) or str(data.get("client_email", "")).lower() != account.lower():
         raise KeySourceError(
             "dest %s holds a key of %s, not of %s; refusing to overwrite it."
@@ -179,13 +176,5 @@ class ActionModule(AdminCredentialActionBase):
 
     def _read_private(self, path: str, binary: bool = False) -> Any:
         """A controller file's content, decrypted when vaulted (bytes with ``binary``)."""
-        try:
-            real = self._loader.get_real_file(path, decrypt=True)
-        except Exception as exc:  # noqa: BLE001 - AnsibleError and friends: typically no vault password
-            raise KeySourceError("Cannot read %s: %s" % (path, to_text(exc)), "read_error", "p12_dest") from None
-        try:
-            with open(real, "rb") as handle:
-                data = handle.read()
-        finally:
-            self._loader.cleanup_tmp_file(real)
+        data = read_controller_file(self, path, "file", "p12_dest", find=False)
         return data if binary else data.decode("utf-8-sig")

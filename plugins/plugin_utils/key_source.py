@@ -39,6 +39,7 @@ Errors are :class:`KeySourceError` (``msg``, ``reason``, ``field`` as in service
 
 import base64
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -135,10 +136,14 @@ class ControllerKey(KeyMaterial):
         )
 
 
-def read_controller_file(action: Any, path: str, what: str, field: str) -> bytes:
-    """Bytes of a controller file found like ``copy``'s ``src``, ansible-vault decrypted when encrypted."""
+def read_controller_file(action: Any, path: str, what: str, field: str, find: bool = True) -> bytes:
+    """Bytes of a controller file, ansible-vault decrypted when encrypted.
+
+    With ``find`` the file is found like ``copy``'s ``src`` (``files/`` of the role or play first); without,
+    ``path`` is the file (a ``dest`` the task writes).
+    """
     try:
-        found = action._find_needle("files", path)
+        found = action._find_needle("files", path) if find else os.path.expanduser(path)
     except AnsibleError as exc:
         raise KeySourceError(
             "Cannot find the %s %s on the controller (looked in files/ and as given): %s"

@@ -26,14 +26,12 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from cryptography.hazmat.primitives import serialization
 
+from tests.integration.lab_admin import ADMIN_PROJECT, ADMIN_SA, add_admin
 from tests.integration.playbook import PlaybookRun, run_playbook
-from tests.lab.google import jwtutil
 from tests.unit import keyfactory
 
 pytestmark = [pytest.mark.lab]
 
-ADMIN_PROJECT = "nupoint-admin"
-ADMIN_SA = "key-admin@%s.iam.gserviceaccount.com" % ADMIN_PROJECT
 NEW_PROJECT = "nupoint-boot"
 EMAIL = "nupoint-um@%s.iam.gserviceaccount.com" % NEW_PROJECT
 MAIL_SCOPE = "https://mail.google.com/"
@@ -49,18 +47,10 @@ INCURABLE_TASK = "nupoint.gworkspace.bootstrap : Fail when delegation fails for 
 def rig(lab_reset, tmp_path):
     """An admin credential the lab honours, an empty project, a key home and a vault password on the controller."""
     lab = lab_reset
-    key = keyfactory.rsa_key(index=3)
-    admin = keyfactory.key_dict(
-        key, client_email=ADMIN_SA, client_id="880000000000000000001", project_id=ADMIN_PROJECT, token_uri=lab.token_uri
-    )
-    lab.google.add_service_account(ADMIN_SA, admin["client_id"], ADMIN_PROJECT)
-    lab.google.register_key(ADMIN_SA, admin["private_key_id"], jwtutil.public_key_pem(key))
+    admin_src, key = add_admin(lab, tmp_path / "admin.json")
     # Google gates a call on the caller's project: the admin's own project has Service Usage and IAM on.
     lab.google.add_project(ADMIN_PROJECT, services=["iam.googleapis.com", "serviceusage.googleapis.com"])
     lab.google.add_project(NEW_PROJECT, admins=[ADMIN_SA])
-    admin_src = tmp_path / "admin.json"
-    admin_src.write_text(json.dumps(admin))
-    admin_src.chmod(0o600)
     (tmp_path / "files").mkdir()
     password = tmp_path / "vault-pass"
     password.write_text(VAULT_PASSWORD + "\n")

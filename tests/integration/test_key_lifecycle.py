@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.integration.lab_admin import ADMIN_PROJECT, add_admin
 from tests.integration.playbook import run_playbook
-from tests.lab.google import jwtutil
 from tests.unit import keyfactory
 
 pytestmark = [pytest.mark.lab]
 
-ADMIN_PROJECT = "nupoint-admin"
-ADMIN_SA = "key-admin@%s.iam.gserviceaccount.com" % ADMIN_PROJECT
 NEW_PROJECT = "nupoint-new"
 ALL_APIS = ["iam.googleapis.com", "serviceusage.googleapis.com"]
 
@@ -27,22 +25,7 @@ ALL_APIS = ["iam.googleapis.com", "serviceusage.googleapis.com"]
 @pytest.fixture
 def admin(lab_reset, tmp_path):
     """The admin key file (on the controller) and the lab set up to honour it."""
-    key = keyfactory.rsa_key(index=3)
-    document = keyfactory.key_dict(
-        key,
-        client_email=ADMIN_SA,
-        client_id="880000000000000000001",
-        project_id=ADMIN_PROJECT,
-        token_uri=lab_reset.token_uri,
-    )
-    google = lab_reset.google
-    google.add_service_account(ADMIN_SA, document["client_id"], ADMIN_PROJECT)
-    google.register_key(ADMIN_SA, document["private_key_id"], jwtutil.public_key_pem(key))
-    google.add_project(lab_reset.project_id, admins=[ADMIN_SA])
-    google.add_project(NEW_PROJECT, admins=[ADMIN_SA])
-    path = tmp_path / "admin.json"
-    path.write_text(json.dumps(document))
-    path.chmod(0o600)
+    path, key = add_admin(lab_reset, tmp_path / "admin.json", administers=(lab_reset.project_id, NEW_PROJECT))
     return {"lab": lab_reset, "src": str(path), "key": key, "tmp": tmp_path}
 
 

@@ -29,15 +29,13 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from tests.integration.lab_admin import add_admin
 from tests.integration.playbook import PlaybookRun, run_playbook
-from tests.lab.google import jwtutil
 from tests.unit import keyfactory
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 HOSTS = ("msl1", "msl2")
-ADMIN_PROJECT = "nupoint-admin"
-ADMIN_SA = "key-admin@%s.iam.gserviceaccount.com" % ADMIN_PROJECT
 REPORT_TASK = "nupoint.gworkspace.key_rotation : Report the rotation"
 PLAN_TASK = "nupoint.gworkspace.key_rotation : Say the plan"
 ROLLBACK_TASK = "nupoint.gworkspace.key_rotation : Show the rollback report"
@@ -50,16 +48,7 @@ def normalized(fingerprint: str) -> str:
 @pytest.fixture
 def rig(lab, lab_reset, msl_clean, tmp_path):
     """An admin credential the lab honours, the controller's copy of the key, both MSL hosts holding it."""
-    key = keyfactory.rsa_key(index=3)
-    admin = keyfactory.key_dict(
-        key, client_email=ADMIN_SA, client_id="880000000000000000001", project_id=ADMIN_PROJECT, token_uri=lab.token_uri
-    )
-    lab.google.add_service_account(ADMIN_SA, admin["client_id"], ADMIN_PROJECT)
-    lab.google.register_key(ADMIN_SA, admin["private_key_id"], jwtutil.public_key_pem(key))
-    lab.google.add_project(lab.project_id, admins=[ADMIN_SA])
-    admin_src = tmp_path / "admin.json"
-    admin_src.write_text(json.dumps(admin))
-    admin_src.chmod(0o600)
+    admin_src, key = add_admin(lab, tmp_path / "admin.json", administers=(lab.project_id,))
     keys = tmp_path / "keys"
     keys.mkdir()
     key_src = keys / "nupoint-sa.json"

@@ -20,31 +20,20 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from tests.integration.lab_admin import add_admin
 from tests.integration.playbook import run_playbook
-from tests.lab.google import jwtutil
 from tests.lab.google.server import service_account_pkcs12
 from tests.unit import keyfactory
 
 pytestmark = [pytest.mark.lab]
 
-ADMIN_PROJECT = "nupoint-admin"
-ADMIN_SA = "key-admin@%s.iam.gserviceaccount.com" % ADMIN_PROJECT
 VAULT_PASSWORD = "lab-vault-password"
 
 
 @pytest.fixture
 def rig(lab_reset, msl_clean, tmp_path):
     lab = lab_reset
-    key = keyfactory.rsa_key(index=3)
-    admin = keyfactory.key_dict(
-        key, client_email=ADMIN_SA, client_id="880000000000000000001", project_id=ADMIN_PROJECT, token_uri=lab.token_uri
-    )
-    lab.google.add_service_account(ADMIN_SA, admin["client_id"], ADMIN_PROJECT)
-    lab.google.register_key(ADMIN_SA, admin["private_key_id"], jwtutil.public_key_pem(key))
-    lab.google.add_project(lab.project_id, admins=[ADMIN_SA])
-    admin_src = tmp_path / "admin.json"
-    admin_src.write_text(json.dumps(admin))
-    admin_src.chmod(0o600)
+    admin_src, _key = add_admin(lab, tmp_path / "admin.json", administers=(lab.project_id,))
     password = tmp_path / "vault-pass"
     password.write_text(VAULT_PASSWORD + "\n")
     return {
