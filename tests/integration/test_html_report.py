@@ -192,7 +192,7 @@ def test_role_states_duration_prints_progress_fetches_html_and_writes_the_fleet_
         lab.google.set_user_imap(user, False)
     run = run_role_on_fleet(lab, tmp_path, users)
     assert run.rc == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "Checking 40 users of msl1 at 16 a time: expect about" in run.stdout
+    assert "Checking 40 users of msl1, 16 at a time at first, more while throughput grows: expect about" in run.stdout
     progress = [entry["msg"] for entry in run.tasks["nupoint.gworkspace.imap_access : Progress"]]
     assert any(re.search(r"^msl[12]: 40 / 40 checked, 3 failed, done in", line) for line in progress), progress
     for host in ("msl1", "msl2"):
