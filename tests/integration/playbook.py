@@ -94,6 +94,9 @@ def run_playbook(
                 "ANSIBLE_RETRY_FILES_ENABLED": "false",
                 "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_LOCAL_TEMP": os.path.join(workdir, "tmp"),
+                # Absolute: the async wrapper expands "~" from $HOME, async_status from the user's passwd entry;
+                # they differ when a CI job sets HOME elsewhere.
+                "ANSIBLE_ASYNC_DIR": os.path.join(workdir, "async"),
                 "ANSIBLE_CALLBACK_PLUGINS": CALLBACK_DIR,
                 "ANSIBLE_CALLBACKS_ENABLED": "record_results",
                 "GWORKSPACE_TEST_RESULTS": results_path,
