@@ -128,8 +128,9 @@ integration-targets: venv
 	  ansible-test integration --python 3.11 --color no $(TARGETS)
 
 # Lab self-tests and integration tests share one lab, started and stopped by the test session.
+# --durations: the slowest tests in every CI log, to keep the suite's time in view (goal: well under 30 minutes).
 integration: deps
-	ulimit -n 20000; pytest tests/lab tests/integration $(PYTEST_ARGS)
+	ulimit -n 20000; pytest tests/lab tests/integration --durations=25 $(PYTEST_ARGS)
 
 # The molecule scenarios (extensions/molecule/*), one pytest test each through pytest-ansible's molecule_scenario
 # fixture (tests/molecule): one report, failing when any scenario fails. One scenario: PYTEST_ARGS="-k time_sync".
