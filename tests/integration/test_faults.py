@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.lab_tasks import imap_check_task as imap_task
 from tests.integration.playbook import PlaybookRun, run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -52,21 +53,6 @@ def lab_vars(lab: Any) -> dict[str, Any]:
         "imap_port": lab.imap_port,
         "control_url": lab.google_base_url + "/_lab/",
     }
-
-
-def imap_task(name: str, **args: Any) -> dict[str, Any]:
-    module_args = {
-        "src": "{{ key_file }}",
-        "token_uri": "{{ token_uri }}",
-        "ca_path": "{{ ca_path }}",
-        "imap_host": "127.0.0.1",
-        "imap_port": "{{ imap_port }}",
-        "timeout": 5,
-        "retries": 3,
-        "fail_threshold": "100%",
-    }
-    module_args.update(args)
-    return {"name": name, "nupoint.gworkspace.imap_check": module_args}
 
 
 def delegation_task(name: str, **args: Any) -> dict[str, Any]:
