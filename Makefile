@@ -29,6 +29,10 @@ TARGETS_TREE := $(BUILD)/integration-targets/ansible_collections/nupoint/gworksp
 DOCS := $(BUILD)/docs
 APT_PACKAGES := dovecot-imapd chrony openssh-server openssh-client rsync curl git chromium
 PYTEST_ARGS ?=
+# pytest-xdist workers for the lab tests: each has a lab of its own (tests/lab/pytest_plugin.py). The tests wait on
+# SSH, TLS, Dovecot and ansible-playbook's start-up about half the time, so two workers use both cores of a 2-core
+# machine. TEST_WORKERS=0 runs them in this process, one at a time (the order the files are written in).
+TEST_WORKERS ?= 2
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
@@ -127,15 +131,16 @@ integration-targets: venv
 	cd $(TARGETS_TREE) && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH \
 	  ansible-test integration --python 3.11 --color no $(TARGETS)
 
-# Lab self-tests and integration tests share one lab, started and stopped by the test session.
+# Lab self-tests and integration tests, a file per worker at a time (--dist loadfile: a file's module fixtures, such
+# as the bad-input corpus run, are set up once); each worker starts and stops its own lab.
 # --durations: the slowest tests in every CI log, to keep the suite's time in view (goal: well under 30 minutes).
 integration: deps
-	ulimit -n 20000; pytest tests/lab tests/integration --durations=25 $(PYTEST_ARGS)
+	ulimit -n 20000; pytest tests/lab tests/integration -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # The molecule scenarios (extensions/molecule/*), one pytest test each through pytest-ansible's molecule_scenario
 # fixture (tests/molecule): one report, failing when any scenario fails. One scenario: PYTEST_ARGS="-k time_sync".
 molecule: deps
-	ulimit -n 20000; pytest tests/molecule -v $(PYTEST_ARGS)
+	ulimit -n 20000; pytest tests/molecule -v -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test-fast: lint unit
 
@@ -184,4 +189,4 @@ docs: venv collection
 
 clean:
 	-python -m tests.lab down 2>/dev/null
-	rm -rf $(BUILD) .lab .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(BUILD) .lab .lab-gw* .mypy_cache .ruff_cache .pytest_cache

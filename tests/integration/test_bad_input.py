@@ -144,10 +144,10 @@ def _plain(value: Any) -> Any:
     return value.replace(":", "").lower() if isinstance(value, str) else value
 
 
-def test_case_count():
+def test_case_count(figure):
     """The number the closing note quotes: module cases plus playbook-variable cases."""
     total = len(bic.CASES) + len(PLAYBOOK_CASES)
-    print(
+    figure(
         "bad-input corpus: %d cases (%d module, %d playbook-variable; %d accepted by design)"
         % (total, len(bic.CASES), len(PLAYBOOK_CASES), sum(case.accepted for case in bic.CASES))
     )

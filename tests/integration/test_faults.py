@@ -303,7 +303,7 @@ def test_slow_token_endpoint_is_cut_at_the_deadline(lab, lab_reset):
 # ------------------------------------------------------------------ 4. Dovecot killed mid-run
 
 
-def test_dovecot_killed_mid_run(lab, many_users, tmp_path):
+def test_dovecot_killed_mid_run(lab, many_users, tmp_path, figure):
     report = tmp_path / "imap-check.json"
     progress = report.with_name(report.name + ".progress")
     run_in_background = Background(
@@ -341,8 +341,8 @@ def test_dovecot_killed_mid_run(lab, many_users, tmp_path):
     summary = result["summary"]
     assert (summary["total"], summary["ok"], summary["failed"]) == (1000, ok, 1000 - ok)
     tried = sum(1 for entry in failed if entry["attempts"] > 0)
-    print(
-        "\nDovecot stopped after %d users: %s; %d failed users tried, the rest not tried (breaker)"
+    figure(
+        "Dovecot stopped after %d users: %s; %d failed users tried, the rest not tried (breaker)"
         % (done_before, {k: v for k, v in summary["by_class"].items() if v}, tried)
     )
     document = json.loads(report.read_text())
@@ -527,7 +527,7 @@ DROPS = [
 ]
 
 
-def test_ssh_dropped_during_msl_oauth_credentials(lab, lab_reset, msl_clean, tmp_path):
+def test_ssh_dropped_during_msl_oauth_credentials(lab, lab_reset, msl_clean, tmp_path, figure):
     """Each drop replaces one key with the other (they alternate), then a rerun installs the wanted one."""
     second_id, second_file = second_key(lab, tmp_path)
     keys = [(lab.private_key_id, Path(lab.key_file)), (second_id, second_file)]
@@ -568,9 +568,10 @@ def test_ssh_dropped_during_msl_oauth_credentials(lab, lab_reset, msl_clean, tmp
         applied = lab.signal_events(HOST).count("nupoint-oauth-update")
         assert applied > applied_before, ("the new key was never applied (no event since the drop)", outcomes[-1])
         keys.reverse()
-    print("\nSSH drops during msl_oauth_credentials (where, delay, victim, outcome, key file, record):")
     for outcome in outcomes:
-        print("  %s" % (outcome,))
+        figure(
+            "SSH drop during msl_oauth_credentials (where, delay, victim, outcome, key file, record): %s" % (outcome,)
+        )
     # Every drop landed (the db tool and signal-event wait 3 s for it; the module's Python runs for longer than 0.1 s).
     assert [outcome[3] for outcome in outcomes] == ["dropped"] * 4, outcomes
     assert [outcomes[index][4:] for index in (2, 3)] == [

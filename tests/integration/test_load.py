@@ -146,7 +146,7 @@ def all_ok(summary: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- the tests
 
 
-def test_three_runs_in_one_process_leak_nothing(lab, users2500, tmp_path):
+def test_three_runs_in_one_process_leak_nothing(lab, users2500, tmp_path, figure):
     with open(lab.key_file) as handle:
         key = handle.read()
     report_path = str(tmp_path / "imap-check.json")
@@ -185,20 +185,20 @@ def test_three_runs_in_one_process_leak_nothing(lab, users2500, tmp_path):
             run["servers"],
             servers_before,
         )
-    print(
-        "in one process:",
-        [
-            {
-                "run": run["run"],
-                "ok": run["summary"]["ok"],
-                "fds": len(run["fds"]),
-                "threads": run["threads"],
-                "rss_mb": round(run["rss_mb"], 1),
-                "levels": run["levels"],
-            }
-            for run in runs
-        ],
-        "before: fds %d, threads %d, dovecot connections %d" % (len(fds_before), threads_before, servers_before),
+    summary = [
+        {
+            "run": run["run"],
+            "ok": run["summary"]["ok"],
+            "fds": len(run["fds"]),
+            "threads": run["threads"],
+            "rss_mb": round(run["rss_mb"], 1),
+            "levels": run["levels"],
+        }
+        for run in runs
+    ]
+    figure(
+        "in one process: %s; before: fds %d, threads %d, dovecot connections %d"
+        % (summary, len(fds_before), threads_before, servers_before)
     )
     growth = runs[-1]["rss_mb"] - runs[0]["rss_mb"]
     assert growth <= RSS_GROWTH_MB, "RSS grew %.1f MB from run 1 to run %d: %s" % (
@@ -232,7 +232,7 @@ def run_module(args_path: str, cwd: str) -> tuple[int, dict[str, Any], str, floa
     return proc.returncode, result, stderr[-2000:], usage.ru_maxrss / 1024.0
 
 
-def test_three_module_processes_leak_nothing(lab, users2500, tmp_path):
+def test_three_module_processes_leak_nothing(lab, users2500, tmp_path, figure):
     with open(lab.key_file) as handle:
         signer = token.KeySigner(handle.read(), token_uri=lab.token_uri)
     # What the action plugin hands the module: one assertion per user, signed on the controller.
@@ -272,20 +272,17 @@ def test_three_module_processes_leak_nothing(lab, users2500, tmp_path):
             run["servers"],
             servers_before,
         )
-    print(
-        "in three processes:",
-        [
-            {
-                "run": run["run"],
-                "rc": run["rc"],
-                "ok": (run["result"].get("summary") or {}).get("ok"),
-                "peak_rss_mb": round(run["peak_rss_mb"], 1),
-                "dovecot_connections_after": run["servers"],
-            }
-            for run in runs
-        ],
-        "before: dovecot connections %d" % servers_before,
-    )
+    summary = [
+        {
+            "run": run["run"],
+            "rc": run["rc"],
+            "ok": (run["result"].get("summary") or {}).get("ok"),
+            "peak_rss_mb": round(run["peak_rss_mb"], 1),
+            "dovecot_connections_after": run["servers"],
+        }
+        for run in runs
+    ]
+    figure("in three processes: %s; before: dovecot connections %d" % (summary, servers_before))
     growth = runs[-1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]
     assert growth <= RSS_GROWTH_MB, "peak RSS %s MB" % [round(run["peak_rss_mb"], 1) for run in runs]
 

@@ -147,7 +147,7 @@ def test_panel_semantics_off_is_an_empty_server_and_disabled_does_the_same(lab, 
         assert not re.search(r"^server ", handle.read(), re.MULTILINE)
 
 
-def test_offset_against_lab_chrony_is_within_limit(lab, lab_reset):
+def test_offset_against_lab_chrony_is_within_limit(lab, lab_reset, figure):
     run = run_playbook(
         play(
             [
@@ -166,7 +166,7 @@ def test_offset_against_lab_chrony_is_within_limit(lab, lab_reset):
     assert run.rc == 0, run.stdout + run.stderr
     result = run.result("measure", HOST)
     server = result["server_results"][0]
-    print(
+    figure(
         "lab chrony offset %+.6f s, delay %.6f s, stratum %d"
         % (result["offset_seconds"], server["delay_seconds"], server["stratum"])
     )

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -985,7 +985,7 @@ def test_unknown_path_and_loopback_control(lab: Lab, http: requests.Session) -> 
 
 
 # ---------------------------------------------------------------------------- performance and CLI
-def test_keep_alive_token_rate(lab: Lab, http: requests.Session, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keep_alive_token_rate(lab: Lab, http: requests.Session, figure: Callable[[str], None]) -> None:
     """200 sequential token requests + 200 tokeninfo calls on one keep-alive session (rate printed only)."""
     assertions = [assertion(lab, sub=USERS[i % len(USERS)]) for i in range(200)]
     started = time.perf_counter()
@@ -999,11 +999,10 @@ def test_keep_alive_token_rate(lab: Lab, http: requests.Session, capsys: pytest.
     for token in tokens:
         assert http.get(f"{lab.base_url}/tokeninfo", params={"access_token": token}).status_code == 200
     info_seconds = time.perf_counter() - started
-    with capsys.disabled():
-        print(
-            f"\nemulated google: {200 / token_seconds:.0f} token requests/s, "
-            f"{200 / info_seconds:.0f} tokeninfo requests/s (sequential, one keep-alive connection)"
-        )
+    figure(
+        f"emulated google: {200 / token_seconds:.0f} token requests/s, "
+        f"{200 / info_seconds:.0f} tokeninfo requests/s (sequential, one keep-alive connection)"
+    )
 
 
 def test_cli_starts_and_stops_on_sigterm(lab_files: dict[str, Any], tmp_path: Path) -> None:

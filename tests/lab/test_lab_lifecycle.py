@@ -1,7 +1,8 @@
 """The lab's life cycle through its CLI (what ``make lab-up`` / ``make lab-down`` run).
 
-These tests run a second, private lab (own state directory, port base = session lab's + 40, plus
-20 per pytest-xdist worker), so they neither need nor disturb the session's lab.
+These tests run a second, private lab (own state directory, port base = session lab's + 40; each pytest-xdist
+worker's session lab has a port base of its own, tests/lab/pytest_plugin.py), so they neither need nor disturb the
+session's lab.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def private_lab(tmp_path):
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-    base = LabConfig.from_env().port_base + 40 + 20 * worker
+    base = LabConfig.from_env().port_base + 40
     cfg = LabConfig(state_dir=tmp_path / "lab", port_base=base)
     env = {**os.environ, "NUPOINT_LAB_DIR": str(cfg.state_dir), "NUPOINT_LAB_PORT_BASE": str(base)}
 
