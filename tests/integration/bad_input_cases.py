@@ -59,9 +59,16 @@ IMAP_ARGS = dict(
     imap_port="{{ gworkspace_imap_port }}",
     return_results=True,
 )
+MSL_FACTS_ARGS = {
+    "root": "{{ gworkspace_msl_root }}",
+    "db_command": "{{ gworkspace_msl_db_command }}",
+    "client_id": "{{ gworkspace_expected_client_id }}",
+    "client_email": "{{ gworkspace_expected_client_email }}",
+}
 MODULE_DEFAULTS = {
     "nupoint.gworkspace.msl_oauth_credentials": MSL_CREDENTIAL_ARGS,
     "nupoint.gworkspace.msl_time_sync": MSL_TIME_ARGS,
+    "nupoint.gworkspace.msl_facts": MSL_FACTS_ARGS,
 }
 
 
@@ -92,6 +99,7 @@ def _install(**args: Any) -> dict[str, Any]:
 
 
 MSL_KEY = "nupoint.gworkspace.msl_oauth_credentials"
+FACTS = "nupoint.gworkspace.msl_facts"
 TIME = "nupoint.gworkspace.msl_time_sync"
 IMAP = "nupoint.gworkspace.imap_check"
 KEY_INFO = "nupoint.gworkspace.service_account_key_info"
@@ -459,6 +467,47 @@ CASES: list[Case] = [
         dict(IMAP_ARGS, src="{{ gworkspace_key_file }}", users=["user0001@example.test"], fail_threshold="many"),
         "invalid_fail_threshold",
         ("fail_threshold", "not a number", "percentage"),
+    ),
+    # ------------------------------------------------------------------ msl_facts (the learn procedure)
+    Case(
+        "msl_facts: compare_with a JSON file that is not a snapshot",
+        ON_MSL,
+        FACTS,
+        {"compare_with": _key("authorized_user")},
+        "snapshot_invalid",
+        ("not a msl_facts snapshot", "take the snapshot again"),
+    ),
+    Case(
+        "msl_facts: compare_with a snapshot that was never taken",
+        ON_MSL,
+        FACTS,
+        {"compare_with": "/nonexistent/before.json"},
+        "snapshot_missing",
+        ("cannot read the snapshot", "snapshot_path=/nonexistent/before.json"),
+    ),
+    Case(
+        "msl_facts: snapshot_path inside a search path",
+        ON_MSL,
+        FACTS,
+        {"snapshot_path": "@msl:etc/nupoint-before.json"},
+        "snapshot_path_in_search",
+        ("inside a search path", "/var/tmp"),
+    ),
+    Case(
+        "msl_facts: max_files 0",
+        ON_MSL,
+        FACTS,
+        {"max_files": 0},
+        "invalid_option",
+        ("max_files", "greater than 0", "nothing was read or written"),
+    ),
+    Case(
+        "msl_facts: relative search path",
+        ON_MSL,
+        FACTS,
+        {"search_paths": ["etc"]},
+        "invalid_option",
+        ("search_paths", "absolute paths"),
     ),
     # ------------------------------------------------------------------ the controller's Google modules
     Case(
