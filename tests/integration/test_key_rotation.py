@@ -10,7 +10,10 @@
 - a young key is not rotated (the second run after a rotation, pinned through ``key_rotation_pin_file``), a disabled
   old key is deleted by a later run once its grace period is over;
 - verify.yml warns about a key older than ``gworkspace_key_max_age_days`` (and says when it cannot tell);
-  rotate_key.yml rotates such a key without ``key_rotation_force``.
+  rotate_key.yml rotates such a key without ``key_rotation_force``;
+- a host with a P12 twin downloaded apart from the JSON key (another key of the account at Google): the new key's
+  P12 is derived from it (one key pair) and installed beside it, the controller's P12 replaced, the old P12's own key
+  retired with the old key; verify.yml passes with the new pair.
 
 The admin credential is a service account of another project that the lab lets administer the NuPoint project, as
 ``roles/iam.serviceAccountKeyAdmin`` would at Google. The controller's copy of the key is a copy of the lab's key in
@@ -28,9 +31,11 @@ from typing import Any
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.integration.lab_admin import add_admin
 from tests.integration.playbook import PlaybookRun, run_playbook
+from tests.lab.google.server import service_account_pkcs12
 from tests.unit import keyfactory
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -106,8 +111,8 @@ def run(rig: dict[str, Any], name: str, check: bool = False, verbosity: int = 0,
     return result
 
 
-def install(rig: dict[str, Any]) -> None:
-    """Both hosts hold the controller's key, as after provision.yml."""
+def install(rig: dict[str, Any], host_vars: dict[str, dict[str, Any]] | None = None) -> None:
+    """Both hosts hold the controller's key (and the P12 of a host with ``gworkspace_p12_src``), as after provision.yml."""
     play = {
         "name": "install",
         "hosts": "msl",
@@ -117,6 +122,7 @@ def install(rig: dict[str, Any]) -> None:
                 "name": "install",
                 "nupoint.gworkspace.msl_oauth_credentials": {
                     "src": rig["key_src"],
+                    "p12_src": "{{ gworkspace_p12_src | default(omit) }}",
                     "db_command": "{{ gworkspace_msl_db_command }}",
                     "signal_event_command": "{{ gworkspace_msl_signal_event_command }}",
                     "credential_dir": "{{ gworkspace_msl_credential_dir }}",
@@ -124,7 +130,7 @@ def install(rig: dict[str, Any]) -> None:
             }
         ],
     }
-    sources = inventory(rig)
+    sources = inventory(rig, host_vars=host_vars)
     result = run_playbook([play], inventory=sources[0], extra_args=["-i", sources[1]])
     assert result.rc == 0, result.stdout + result.stderr
 
@@ -216,11 +222,20 @@ def test_failure_after_the_install_on_msl2_rolls_every_host_back(rig):
     # msl2 serves other users than msl1; the first one msl2 proves the new key with cannot use IMAP.
     msl2_users = lab.users[40:]
     lab.google.set_user_imap(msl2_users[0], False)
-    old_bytes = Path(rig["key_src"]).read_bytes()
+    # msl1 also reads a P12 of the key (the same key pair): the rollback must put it back too.
+    p12_src = rig["tmp"] / "keys" / "nupoint-sa.p12"
+    lab_key = serialization.load_pem_private_key(
+        json.loads(Path(lab.key_file).read_text())["private_key"].encode(), None
+    )
+    p12_src.write_bytes(service_account_pkcs12(lab_key, lab.client_id))
+    p12_src.chmod(0o600)
+    host_vars = {"msl1": {"gworkspace_p12_src": str(p12_src)}, "msl2": {"gworkspace_um_users": msl2_users}}
+    install(rig, host_vars=host_vars)
+    old_bytes, old_p12 = Path(rig["key_src"]).read_bytes(), p12_src.read_bytes()
     keys_before = lab_keys(lab)
     events_before = {host: lab.signal_events(host) for host in HOSTS}
 
-    failed = run(rig, "rotate_key", key_rotation_force=True, host_vars={"msl2": {"gworkspace_um_users": msl2_users}})
+    failed = run(rig, "rotate_key", key_rotation_force=True, host_vars=host_vars)
     assert failed.rc != 0
 
     # What happened, in the run's words.
@@ -253,10 +268,20 @@ def test_failure_after_the_install_on_msl2_rolls_every_host_back(rig):
     assert lab.private_key_id not in lab.google.state()["disabled_keys"]
     assert Path(rig["key_src"]).read_bytes() == old_bytes
     assert not Path(rig["key_src"] + ".new").exists()
+    # msl1 had the new key's P12 (installed, then taken back): its old P12 again, the controller's unchanged.
+    assert failed.result(
+        "nupoint.gworkspace.key_rotation : Install the new key on MSL, pinned to its fingerprint", host="msl1"
+    )["changed"]
+    assert (Path(lab.credential_dir("msl1")) / "service-account.p12").read_bytes() == old_p12 == p12_src.read_bytes()
+    assert not Path(str(p12_src) + ".new").exists()
+    assert (
+        "the new key %s was deleted at Google and %s.new and %s.new removed" % (new_id, rig["key_src"], p12_src)
+        in report
+    )
 
     # The old key works from both hosts again (IMAP back on for the user).
     lab.google.set_user_imap(msl2_users[0], True)
-    verified = run(rig, "verify", host_vars={"msl2": {"gworkspace_um_users": msl2_users}})
+    verified = run(rig, "verify", host_vars=host_vars)
     assert verified.rc == 0, verified.stdout + verified.stderr
 
 
@@ -360,3 +385,68 @@ def test_verify_warns_about_an_old_key_and_rotate_replaces_it_unforced(rig):
     assert old["key"]["key_id"] not in lab_keys(lab) and new_id in lab_keys(lab)
     for host in HOSTS:
         assert held(lab, host)["PrivateKeyId"] == new_id
+
+
+def test_a_p12_twin_is_derived_from_the_new_key_and_the_old_p12_key_is_retired(rig):
+    lab, tmp = rig["lab"], rig["tmp"]
+    # msl1 also reads a P12, downloaded from Google apart from the JSON key: another key of the account.
+    other_dest = tmp / "keys" / "other.json"
+    create = {
+        "name": "other key",
+        "nupoint.gworkspace.service_account_key": {
+            "service_account": lab.client_email,
+            "dest": str(other_dest),
+            "encrypt": "none",
+            "src": rig["admin_src"],
+            "token_uri": lab.token_uri,
+            "ca_path": lab.ca_path,
+            "api_base_url": lab.google_base_url,
+        },
+    }
+    created = run_playbook([{"name": "p12", "hosts": "localhost", "gather_facts": False, "tasks": [create]}])
+    p12_key_id = created.result("other key")["key"]["key_id"]
+    other = json.loads(other_dest.read_text())
+    p12_src = tmp / "keys" / "nupoint-sa.p12"
+    other_key = serialization.load_pem_private_key(other["private_key"].encode(), None)
+    p12_src.write_bytes(service_account_pkcs12(other_key, lab.client_id))
+    p12_src.chmod(0o600)
+    other_dest.unlink()
+    p12_hosts = {"msl1": {"gworkspace_p12_src": str(p12_src)}}
+    install(rig, host_vars=p12_hosts)
+    assert sorted(lab_keys(lab)) == sorted([lab.private_key_id, p12_key_id])
+
+    rotated = run(rig, "rotate_key", key_rotation_force=True, host_vars=p12_hosts)
+    assert rotated.rc == 0, rotated.stdout + rotated.stderr
+    plan = [line.strip() for line in lines(rotated, PLAN_TASK)]
+    assert plan[2] == "will: 1. create a new key into %s.new and its P12 (the same key pair) into %s.new" % (
+        rig["key_src"],
+        p12_src,
+    ), plan
+    assert "4. delete the old key %s and the old P12's own key %s" % (lab.private_key_id, p12_key_id) in plan
+
+    # Google holds the new key only: the old key and the old P12's key are both deleted.
+    new_id = key_id_of(rig["key_src"])
+    assert lab_keys(lab) == [new_id]
+    report = lines(rotated, REPORT_TASK)
+    assert report[0] == "key rotation for %s: DONE" % lab.client_email
+    assert "the old P12's own key %s deleted at Google too" % p12_key_id in report
+    assert any(line.startswith("the controller's %s now holds the new key's P12" % p12_src) for line in report), report
+
+    # The controller's P12 is the new key's own pair, in Google's layout; msl1 holds it, msl2 (no P12) none.
+    new_key = serialization.load_pem_private_key(
+        json.loads(Path(rig["key_src"]).read_text())["private_key"].encode(), None
+    )
+    p12_key, certificate, _extra = pkcs12.load_key_and_certificates(p12_src.read_bytes(), b"notasecret")
+    assert p12_key is not None and certificate is not None
+    assert p12_key.public_key().public_numbers() == new_key.public_key().public_numbers()
+    assert stat.S_IMODE(p12_src.stat().st_mode) == 0o600
+    assert (Path(lab.credential_dir("msl1")) / "service-account.p12").read_bytes() == p12_src.read_bytes()
+    assert not (Path(lab.credential_dir("msl2")) / "service-account.p12").exists()
+    assert not Path(rig["key_src"] + ".new").exists() and not Path(str(p12_src) + ".new").exists()
+    for host in HOSTS:
+        assert held(lab, host)["PrivateKeyId"] == new_id
+
+    # verify.yml accepts the new pair (one key pair) and logs in from both hosts with it.
+    rig["fingerprint"] = pin_line(rotated)
+    verified = run(rig, "verify", host_vars=p12_hosts)
+    assert verified.rc == 0, verified.stdout + verified.stderr
