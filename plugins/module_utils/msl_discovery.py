@@ -95,6 +95,8 @@ LIMITS = {
     "max_file_size": 1024 * 1024,
     "max_binary_size": 64 * 1024,
     "max_files": 50000,
+    # What one run reads in all: a bound on the disk and CPU a scan takes from a host that runs voice mail.
+    "max_total_size": 256 * 1024 * 1024,
 }
 EVENT_LOG_READ_LIMIT = 4 * 1024 * 1024
 RESULT_LIST_LIMIT = 200
@@ -417,10 +419,12 @@ class FileScan:
             "files_examined": 0,
             "skipped_too_large": 0,
             "skipped_binary": 0,
+            "skipped_total_size": 0,
             "skipped_unreadable": 0,
             "skipped_other_filesystem": 0,
             "directories_beyond_max_depth": 0,
             "missing_roots": [],
+            "bytes_read": 0,
         }  # type: Dict[str, Any]
         self.truncated = []  # type: List[str]
 
@@ -491,6 +495,10 @@ class FileScan:
         if info.st_size > self.limits["max_file_size"]:
             self.stats["skipped_too_large"] += 1
             self._truncated("max_file_size")
+        elif self.stats["bytes_read"] + info.st_size > self.limits["max_total_size"]:
+            # Listed by its metadata, like a file over max_file_size; smaller files after it may still fit.
+            self.stats["skipped_total_size"] += 1
+            self._truncated("max_total_size")
         else:
             try:
                 content = self._read(path, info.st_size, entry)
@@ -498,6 +506,7 @@ class FileScan:
                 self.stats["skipped_unreadable"] += 1
                 content = None
             if content is not None:
+                self.stats["bytes_read"] += len(content)
                 if content.startswith(SNAPSHOT_MAGIC):
                     self.stats["files_examined"] -= 1
                     return

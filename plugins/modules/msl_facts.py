@@ -27,7 +27,8 @@ description:
     Without rpm, RV(nupoint.present) is V(null) and RV(nupoint.version) V(unknown).
   - Records are read from every db in C(/home/e-smith/db) through O(db_command) C(show). Files are searched under
     O(search_paths), without following symbolic links or leaving each path's file system, down to O(max_depth),
-    reading files up to O(max_file_size) (binary files only up to O(max_binary_size)), at most O(max_files) files;
+    reading files up to O(max_file_size) (binary files only up to O(max_binary_size)), at most O(max_files) files
+    and O(max_total_size) bytes in all;
     RV(search.truncated) says when a limit cut the search short. A matching file is reported by path, size, mode,
     owner, mtime, SHA-256 and which identifier matched; its content is never returned. Record values named like a
     password, secret or token, or shaped like a key, are shown as V((redacted\)).
@@ -90,6 +91,13 @@ options:
     description: The search stops after this many files (RV(search.truncated_by) then lists V(max_files)).
     type: int
     default: 50000
+  max_total_size:
+    description:
+      - How many bytes one run reads in all, a bound on the disk and CPU time it takes from the MSL host. A file that
+        would go past it is listed by size and time but not read (RV(search.truncated_by) then lists
+        V(max_total_size)); smaller files after it are still read while they fit.
+    type: int
+    default: 268435456
   event_logs:
     description:
       - Logs that name the events C(signal-event) runs (under O(root)). With O(compare_with), the event names
@@ -258,7 +266,8 @@ search:
       type: list
       elements: str
     limits:
-      description: The limits applied (C(max_depth), C(max_file_size), C(max_binary_size), C(max_files)).
+      description: >-
+        The limits applied (C(max_depth), C(max_file_size), C(max_binary_size), C(max_files), C(max_total_size)).
       type: dict
     files_examined:
       description: Regular files looked at.
@@ -268,6 +277,12 @@ search:
       type: int
     skipped_binary:
       description: Binary files larger than O(max_binary_size), not read further.
+      type: int
+    skipped_total_size:
+      description: Files not read because O(max_total_size) would have been passed, listed by metadata.
+      type: int
+    bytes_read:
+      description: Bytes read from the files in all.
       type: int
     skipped_unreadable:
       description: Files that could not be read.
@@ -286,7 +301,8 @@ search:
       description: V(true) when a limit left something out.
       type: bool
     truncated_by:
-      description: The limits that left something out (V(max_depth), V(max_file_size), V(max_files)).
+      description: >-
+        The limits that left something out (V(max_depth), V(max_file_size), V(max_files), V(max_total_size)).
       type: list
       elements: str
 snapshot_path:
@@ -349,6 +365,7 @@ def argument_spec():
         max_file_size={"type": "int", "default": LIMITS["max_file_size"]},
         max_binary_size={"type": "int", "default": LIMITS["max_binary_size"]},
         max_files={"type": "int", "default": LIMITS["max_files"]},
+        max_total_size={"type": "int", "default": LIMITS["max_total_size"]},
         event_logs={"type": "list", "elements": "path", "default": list(EVENT_LOGS)},
         python_timeout={"type": "float", "default": PYTHON_VERSION_TIMEOUT},
         snapshot_path={"type": "path"},
@@ -360,7 +377,7 @@ def argument_spec():
 def run_module():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = dict(module.params)
-    for name in ("max_depth", "max_file_size", "max_binary_size", "max_files", "python_timeout"):
+    for name in ("max_depth", "max_file_size", "max_binary_size", "max_files", "max_total_size", "python_timeout"):
         if params[name] <= 0:
             module.fail_json(
                 msg="%s must be greater than 0, got %s. Nothing was read or written." % (name, params[name]),

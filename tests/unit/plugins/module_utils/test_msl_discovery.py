@@ -244,6 +244,22 @@ def test_limits_truncate_and_say_so(host):
     assert (few["files_examined"], few["truncated_by"]) == (3, ["max_files"])
 
 
+def test_the_total_read_is_bounded_and_smaller_files_still_fit(host):
+    root = str(host.root)
+    write(disc.under(root, "/etc/a-first.conf"), "a" * 600)
+    write(disc.under(root, "/etc/b-big.conf"), "b" * 600 + CLIENT_EMAIL)  # would pass 1,000 bytes: listed, not read
+    write(disc.under(root, "/etc/c-small.conf"), CLIENT_EMAIL)  # still fits after it
+    scan = disc.FileScan([disc.under(root, "/etc")], IDS, {"max_total_size": 1000}).run()
+    summary = scan.summary()
+    assert summary["truncated_by"] == ["max_total_size"]
+    assert summary["skipped_total_size"] == 1
+    assert summary["bytes_read"] == 600 + len(CLIENT_EMAIL) <= 1000
+    assert scan.files[disc.under(root, "/etc/b-big.conf")]["sha256"] is None
+    assert [match["path"] for match in scan.matches()] == [disc.under(root, "/etc/c-small.conf")]
+    unbounded = disc.FileScan([disc.under(root, "/etc")], IDS).run().summary()
+    assert (unbounded["truncated_by"], unbounded["bytes_read"]) == ([], 1200 + 2 * len(CLIENT_EMAIL))
+
+
 def test_a_snapshot_is_never_searched_or_snapshotted(host):
     root = str(host.root)
     snapshot = disc.take_snapshot(
