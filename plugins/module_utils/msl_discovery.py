@@ -506,7 +506,6 @@ class FileScan:
                 self.stats["skipped_unreadable"] += 1
                 content = None
             if content is not None:
-                self.stats["bytes_read"] += len(content)
                 if content.startswith(SNAPSHOT_MAGIC):
                     self.stats["files_examined"] -= 1
                     return
@@ -525,8 +524,11 @@ class FileScan:
             entry["binary"] = b"\0" in head
             if entry["binary"] and size > self.limits["max_binary_size"]:
                 self.stats["skipped_binary"] += 1
+                self.stats["bytes_read"] += len(head)
                 return None
-            return head + handle.read(self.limits["max_file_size"] + 1 - len(head))
+            content = head + handle.read(self.limits["max_file_size"] + 1 - len(head))
+        self.stats["bytes_read"] += len(content)
+        return content
 
     def matches(self):  # type: () -> List[Dict[str, Any]]
         """The files that mention an identifier: metadata only (path, size, mode, owner, mtime, sha256)."""
