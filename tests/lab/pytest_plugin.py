@@ -18,7 +18,7 @@ its environment, so everything it starts (ansible-playbook, molecule, the lab CL
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     from tests.lab.api import Lab
 
 
-# Ports a worker's lab is moved by: a lab takes B..B+11, test_lab_lifecycle's private lab B+40+20*N.
+# Ports a worker's lab is moved by: a lab takes B..B+11, test_lab_lifecycle's private lab B+40..B+51.
 WORKER_PORT_STRIDE = 100
 
 
-def worker_lab_environment(environ: dict[str, str] | os._Environ[str], worker: str) -> dict[str, str]:
+def worker_lab_environment(environ: Mapping[str, str], worker: str) -> dict[str, str]:
     """The lab variables for pytest-xdist worker ``worker`` (``gw0``, ``gw1``...): gw0 keeps the selected lab."""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     if index == 0:
